@@ -1,0 +1,12 @@
+// binary-echo: sends every message back to its sender as binary (a text message's UTF-8 bytes).
+#include <stateroom/service.hpp>
+
+using namespace stateroom;
+
+struct BinaryEcho : Service {
+  void message(ClientId client, const MessagePayload& msg, Context& ctx) override {
+    ctx.send(client, MessagePayload(msg.bytes()));
+  }
+};
+
+STATEROOM_SERVICE(BinaryEcho)

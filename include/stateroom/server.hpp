@@ -1,0 +1,113 @@
+// Server: the HTTP + WebSocket server that hosts the rooms of one service factory.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "service.hpp"
+
+namespace stateroom {
+
+/// How long an empty room is kept before it is destroyed.
+struct RoomGrace {
+  /// `nullopt`: never destroy an empty room.
+  std::optional<std::chrono::milliseconds> delay = std::chrono::seconds(300);
+
+  static RoomGrace never() { return {std::nullopt}; }
+  static RoomGrace immediate() { return {std::chrono::milliseconds(0)}; }
+  static RoomGrace after(std::chrono::milliseconds d) { return {d}; }
+
+  friend bool operator==(const RoomGrace&, const RoomGrace&) = default;
+};
+
+/// Everything a server can be told. Every field has a default suited to production.
+struct ServerOptions {
+  std::string host = "0.0.0.0";          ///< address to listen on ("::" for every IPv6 address)
+  std::uint16_t port = 8080;             ///< 0 picks a free port (see Server::port)
+  unsigned threads = 0;                  ///< worker threads; 0 = one per core
+  std::string default_room = "default";  ///< the room `GET /ws` joins
+  RoomGrace room_grace{};                ///< 300 s by default, so a page reload finds its room again
+  /// Largest message a client may send; a larger one closes the client with 1009.
+  std::size_t max_message_bytes = 1 << 20;
+  /// Bytes queued for one client beyond which it is closed with 1008 (a reader too slow for the
+  /// room); the room never blocks on a slow reader. A single message is always accepted into an
+  /// empty queue.
+  std::size_t max_queued_bytes = 1 << 20;
+  /// A client that has sent nothing for this long gets a ping.
+  std::chrono::milliseconds ping_interval = std::chrono::seconds(30);
+  /// A client that has sent nothing (not even a pong) for this long is closed.
+  std::chrono::milliseconds idle_timeout = std::chrono::seconds(120);
+  /// How long a close handshake (and a graceful shutdown) may take before the socket is dropped.
+  std::chrono::milliseconds close_timeout = std::chrono::seconds(5);
+  /// Files served at `/` (directories serve their index.html); empty = none.
+  std::string static_dir;
+  /// Files served at `/client`; empty = none.
+  std::string client_dir;
+};
+
+/// Why a call failed, when it did.
+class [[nodiscard]] Status {
+ public:
+  Status() = default;
+  static Status error(std::string message) {
+    Status s;
+    s.message_ = std::move(message);
+    return s;
+  }
+  bool ok() const noexcept { return message_.empty(); }
+  explicit operator bool() const noexcept { return ok(); }
+  /// One line saying what went wrong; empty when ok.
+  const std::string& message() const noexcept { return message_; }
+
+ private:
+  std::string message_;
+};
+
+/// Serves the rooms of one service factory over HTTP and WebSocket:
+///   GET /ws/{room_id}  joins room `room_id` (percent-decoded, 1 to 256 bytes of UTF-8)
+///   GET /ws            joins the default room
+///   GET /status        200 `ok`
+///   anything else      static files when configured, otherwise 404
+/// Rooms are spread over worker threads; each room's handlers run on one of them.
+class Server {
+ public:
+  Server(std::shared_ptr<ServiceFactory> factory, ServerOptions options);
+  ~Server();  ///< stops the server (gracefully) if it is still running
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  /// Binds the listening socket and starts the worker threads.
+  Status start();
+  /// The port listened on (useful with `port = 0`); 0 before a successful start.
+  std::uint16_t port() const noexcept;
+  /// Graceful shutdown: stops accepting, closes every client with 1001 after delivering its
+  /// `disconnect`, destroys the rooms and joins the workers. Safe from any thread; idempotent.
+  void stop();
+  /// Blocks until the server has stopped.
+  void wait();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// Starts a server, runs it until SIGINT or SIGTERM, then shuts down gracefully. Returns the
+/// process exit code: 0 after a clean shutdown, 1 when the server could not start (the reason is
+/// logged).
+int serve(std::shared_ptr<ServiceFactory> factory, ServerOptions options = {});
+
+/// `serve` for a service type: `return stateroom::serve<Counter>({.port = 8080});`
+template <ServiceType T>
+int serve(ServerOptions options = {}) {
+  return serve(make_factory<T>(), std::move(options));
+}
+
+/// Sets the log level: trace, debug, info, warn, error, critical or off. Returns false (and
+/// changes nothing) for an unknown name.
+bool set_log_level(std::string_view level);
+
+}  // namespace stateroom

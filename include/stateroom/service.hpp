@@ -1,0 +1,98 @@
+// Service: the interface a Stateroom service implements, and the factory that builds one per room.
+//
+// This header is freestanding: it needs no Boost, no exceptions and no RTTI, so the same service
+// source compiles natively and for wasm32-wasi.
+#pragma once
+
+#include <memory>
+#include <string_view>
+#include <type_traits>
+
+#include "client_id.hpp"
+#include "context.hpp"
+#include "message_payload.hpp"
+#include "message_recipient.hpp"
+
+namespace stateroom {
+
+/// One room's state and its event handlers. Every handler defaults to doing nothing. A room's
+/// handlers are called one at a time on one thread, so a service needs no locks.
+///
+/// Order within a room: `init` runs once, before the first `connect`. A client's `connect` runs
+/// before any of its `message`s, and its `disconnect` after the last one; a client receives only
+/// messages sent after its `connect` began. `timer` runs when the timer set through
+/// Context::set_timer expires.
+class Service {
+ public:
+  virtual ~Service() = default;
+
+  /// The room was created (before the first client's `connect`).
+  virtual void init(Context&) {}
+  /// `client` joined the room. It already receives messages sent to it from here on.
+  virtual void connect(ClientId /*client*/, Context&) {}
+  /// `client` left the room (closed, timed out, was too slow, or the server is shutting down).
+  /// It no longer receives messages.
+  virtual void disconnect(ClientId /*client*/, Context&) {}
+  /// `sender` sent `payload` (its kind tells a text frame from a binary one).
+  virtual void message(ClientId /*sender*/, const MessagePayload& /*payload*/, Context&) {}
+  /// The timer armed with Context::set_timer expired.
+  virtual void timer(Context&) {}
+};
+
+/// Builds the service of each new room. `create` may be called from several threads at once.
+class ServiceFactory {
+ public:
+  virtual ~ServiceFactory() = default;
+
+  /// Builds the service for room `room_id`. `ctx` is the new room's context (valid only during
+  /// this call). Returns nullptr when the service cannot be built, after reporting why through
+  /// `ctx.fail(reason)`.
+  virtual std::unique_ptr<Service> create(std::string_view room_id, Context& ctx) = 0;
+};
+
+/// A service type a factory can build: default-constructible, or constructible from
+/// `(std::string_view room_id, Context& ctx)` like the original's `new(room_id, ctx)`.
+template <class T>
+concept ServiceType = std::is_base_of_v<Service, T> &&
+    (std::is_constructible_v<T, std::string_view, Context&> || std::is_default_constructible_v<T>);
+
+/// The factory of a service type.
+template <ServiceType T>
+class ServiceFactoryOf final : public ServiceFactory {
+ public:
+  std::unique_ptr<Service> create(std::string_view room_id, Context& ctx) override {
+    if constexpr (std::is_constructible_v<T, std::string_view, Context&>) {
+      return std::make_unique<T>(room_id, ctx);
+    } else {
+      (void)room_id;
+      (void)ctx;
+      return std::make_unique<T>();
+    }
+  }
+};
+
+/// A shared factory for service type `T`.
+template <ServiceType T>
+std::shared_ptr<ServiceFactory> make_factory() {
+  return std::make_shared<ServiceFactoryOf<T>>();
+}
+
+}  // namespace stateroom
+
+/// Marks `T` as the service of this program or module: one line that does the right thing for the
+/// target being compiled. Compiled to WebAssembly it emits the module interface (see the guest SDK);
+/// compiled natively it provides the factory that the `stateroom::main` library serves, so linking
+/// `stateroom::main` turns the file into a complete server with the standard command line.
+#if defined(__wasm__)
+#include "guest.hpp"
+#define STATEROOM_SERVICE(T) STATEROOM_WASM(T)
+#else
+namespace stateroom {
+/// Defined by STATEROOM_SERVICE; called by the `stateroom::main` library.
+std::shared_ptr<ServiceFactory> main_service_factory();
+}  // namespace stateroom
+#define STATEROOM_SERVICE(T)                                                       \
+  std::shared_ptr<::stateroom::ServiceFactory> stateroom::main_service_factory() { \
+    return ::stateroom::make_factory<T>();                                         \
+  }
+#endif

@@ -1,0 +1,29 @@
+// Command-line options shared by every server binary: the native example servers and `stateroom`.
+#pragma once
+
+#include <CLI/App.hpp>
+#include <chrono>
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "stateroom/server.hpp"
+
+namespace stateroom::cli {
+
+/// `1048576`, `512KiB`, `1MiB`, `2GiB` (binary) or `1MB` (decimal); units are case-insensitive.
+std::optional<std::size_t> parse_size(std::string_view text);
+/// `250ms`, `30s`, `5m`, `1h`; a bare number is seconds.
+std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);
+/// `never`, `immediate`, or a duration (a bare number is seconds).
+std::optional<RoomGrace> parse_room_grace(std::string_view text);
+
+/// Registers the server options on `app`; parsed values land in `options` and `log_level`.
+/// `log_level` starts as the STATEROOM_LOG environment variable, or `info`.
+void add_server_options(CLI::App& app, ServerOptions& options, std::string& log_level);
+
+/// Applies `log_level`; returns false after printing an error when it is not a level.
+bool apply_log_level(const std::string& log_level);
+
+}  // namespace stateroom::cli

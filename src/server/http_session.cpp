@@ -1,0 +1,231 @@
+#include "http_session.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/post.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/file_body.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
+
+#include "routes.hpp"
+#include "static_files.hpp"
+#include "websocket_session.hpp"
+#include "worker.hpp"
+
+namespace stateroom::server {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+
+namespace {
+constexpr auto http_idle_timeout = std::chrono::seconds(30);
+constexpr std::size_t max_request_body = 64 * 1024;
+}  // namespace
+
+HttpSession::HttpSession(Worker& worker, asio::ip::tcp::socket socket)
+    : worker_(worker), stream_(std::move(socket)) {}
+
+void HttpSession::start() {
+  read_next();
+}
+
+void HttpSession::read_next() {
+  if (worker_.shutting_down) {
+    beast::error_code ec;
+    stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+    return;
+  }
+  parser_.emplace();
+  parser_->body_limit(max_request_body);
+  stream_.expires_after(http_idle_timeout);
+  http::async_read(stream_, buffer_, *parser_,
+                   [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+}
+
+void HttpSession::on_read(beast::error_code ec) {
+  if (ec == http::error::end_of_stream || ec == asio::error::operation_aborted ||
+      ec == beast::error::timeout) {
+    beast::error_code ignored;
+    stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+    return;
+  }
+  if (ec) {
+    if (ec == http::error::body_limit || ec == http::error::header_limit) {
+      Request req;
+      req.version(11);
+      reply(req, http::status::payload_too_large, "request too large\n");
+      return;
+    }
+    spdlog::debug("HTTP read failed: {}", ec.message());
+    return;
+  }
+  handle(parser_->release());
+}
+
+void HttpSession::handle(Request&& request) {
+  const auto method = request.method();
+  if (method != http::verb::get && method != http::verb::head) {
+    http::response<http::string_body> res{http::status::method_not_allowed, request.version()};
+    res.set(http::field::allow, "GET, HEAD");
+    res.set(http::field::content_type, "text/plain; charset=utf-8");
+    res.body() = "method not allowed\n";
+    res.keep_alive(request.keep_alive());
+    res.prepare_payload();
+    respond(std::move(res));
+    return;
+  }
+  const auto target = std::string_view(request.target().data(), request.target().size());
+  const Route r = route(target, worker_.shared.options.default_room);
+  switch (r.kind) {
+    case Route::Kind::status:
+      reply(request, http::status::ok, "ok");
+      return;
+    case Route::Kind::bad_request:
+      reply(request, http::status::bad_request, r.reason + "\n");
+      return;
+    case Route::Kind::websocket:
+      if (!beast::websocket::is_upgrade(request)) {
+        reply(request, http::status::upgrade_required, "this endpoint expects a WebSocket upgrade\n");
+        return;
+      }
+      upgrade(std::move(request), r.room_id);
+      return;
+    case Route::Kind::other:
+      break;
+  }
+  const auto& options = worker_.shared.options;
+  const std::string_view path = path_of(target);
+  constexpr std::string_view client_prefix = "/client";
+  if (!options.client_dir.empty() && path.starts_with(client_prefix) &&
+      (path.size() == client_prefix.size() || path[client_prefix.size()] == '/')) {
+    serve_file(request, path.substr(client_prefix.size()), options.client_dir);
+    return;
+  }
+  if (!options.static_dir.empty()) {
+    serve_file(request, path, options.static_dir);
+    return;
+  }
+  reply(request, http::status::not_found, "not found\n");
+}
+
+void HttpSession::serve_file(const Request& request, std::string_view path, const std::string& root) {
+  const StaticLookup found = resolve_static(root, path.empty() ? "/" : path);
+  switch (found.kind) {
+    case StaticLookup::Kind::bad_request:
+      reply(request, http::status::bad_request, "malformed path\n");
+      return;
+    case StaticLookup::Kind::forbidden:
+      reply(request, http::status::forbidden, "forbidden\n");
+      return;
+    case StaticLookup::Kind::not_found:
+      reply(request, http::status::not_found, "not found\n");
+      return;
+    case StaticLookup::Kind::redirect: {
+      http::response<http::string_body> res{http::status::moved_permanently, request.version()};
+      res.set(http::field::location, found.location);
+      res.keep_alive(request.keep_alive());
+      res.prepare_payload();
+      respond(std::move(res));
+      return;
+    }
+    case StaticLookup::Kind::file:
+      break;
+  }
+  beast::error_code ec;
+  http::file_body::value_type body;
+  body.open(found.path.c_str(), beast::file_mode::scan, ec);
+  if (ec) {
+    reply(request, http::status::not_found, "not found\n");
+    return;
+  }
+  const auto size = body.size();
+  const auto type = mime_type(found.path.filename().string());
+  if (request.method() == http::verb::head) {
+    http::response<http::empty_body> res{http::status::ok, request.version()};
+    res.set(http::field::content_type, type);
+    res.content_length(size);
+    res.keep_alive(request.keep_alive());
+    respond(std::move(res));
+    return;
+  }
+  http::response<http::file_body> res{std::piecewise_construct, std::make_tuple(std::move(body)),
+                                      std::make_tuple(http::status::ok, request.version())};
+  res.set(http::field::content_type, type);
+  res.content_length(size);
+  res.keep_alive(request.keep_alive());
+  respond(std::move(res));
+}
+
+void HttpSession::reply(const Request& request, http::status status, std::string_view body,
+                        std::string_view content_type) {
+  http::response<http::string_body> res{status, request.version()};
+  res.set(http::field::content_type, content_type);
+  res.keep_alive(request.keep_alive());
+  if (request.method() != http::verb::head) res.body() = std::string(body);
+  res.prepare_payload();
+  if (request.method() == http::verb::head) res.content_length(body.size());
+  respond(std::move(res));
+}
+
+template <class Response>
+void HttpSession::respond(Response&& response) {
+  response.set(http::field::server, "stateroom");
+  auto message = std::make_shared<std::decay_t<Response>>(std::forward<Response>(response));
+  http::async_write(stream_, *message,
+                    [self = shared_from_this(), message](beast::error_code ec, std::size_t) {
+                      if (ec) return;
+                      if (message->need_eof()) {
+                        beast::error_code ignored;
+                        self->stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+                        return;
+                      }
+                      self->read_next();
+                    });
+}
+
+void HttpSession::upgrade(Request&& request, std::string room_id) {
+  if (buffer_.size() != 0) {
+    // A client must wait for the handshake response before sending frames.
+    auto res = http::response<http::string_body>{http::status::bad_request, request.version()};
+    res.set(http::field::content_type, "text/plain; charset=utf-8");
+    res.body() = "data sent before the WebSocket handshake completed\n";
+    res.keep_alive(false);
+    res.prepare_payload();
+    respond(std::move(res));
+    return;
+  }
+  stream_.expires_never();
+  Worker& target = worker_.shared.worker_for_room(room_id);
+  asio::ip::tcp::socket socket = stream_.release_socket();
+  if (&target != &worker_) {
+    // Re-home the connection on the room's worker: its I/O then runs beside the room, and the
+    // room's sends reach it without crossing threads.
+    beast::error_code ec;
+    const auto protocol = socket.local_endpoint(ec).protocol();
+    const auto fd = socket.release(ec);
+    if (ec) {
+      spdlog::warn("could not hand a connection to room '{}': {}", room_id, ec.message());
+      return;
+    }
+    asio::post(target.ioc, [&target, protocol, fd, request = std::move(request),
+                            room_id = std::move(room_id)]() mutable {
+      asio::ip::tcp::socket moved(target.ioc);
+      beast::error_code ec;
+      moved.assign(protocol, fd, ec);
+      if (ec) {
+        ::close(fd);
+        return;
+      }
+      std::make_shared<WebSocketSession>(target, std::move(moved), std::move(request), std::move(room_id))
+          ->start();
+    });
+    return;
+  }
+  std::make_shared<WebSocketSession>(target, std::move(socket), std::move(request), std::move(room_id))
+      ->start();
+}
+
+}  // namespace stateroom::server

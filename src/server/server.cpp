@@ -1,0 +1,251 @@
+#include "stateroom/server.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <condition_variable>
+#include <cstdlib>
+#include <functional>
+#include <mutex>
+
+#include "http_session.hpp"
+#include "room.hpp"
+#include "routes.hpp"
+#include "worker.hpp"
+
+namespace stateroom {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using server::Worker;
+
+namespace server {
+
+Worker& Shared::worker_for_room(std::string_view room_id) const {
+  return *workers[std::hash<std::string_view>{}(room_id) % workers.size()];
+}
+
+std::shared_ptr<Room> Worker::find_or_create_room(const std::string& room_id) {
+  if (auto it = rooms.find(room_id); it != rooms.end() && it->second->alive()) return it->second;
+  auto room = Room::create(*this, room_id);
+  if (room) rooms[room_id] = room;
+  return room;
+}
+
+}  // namespace server
+
+namespace {
+
+std::once_flag log_env_once;
+
+// STATEROOM_LOG sets the initial level; an explicit set_log_level call overrides it.
+void apply_log_env() {
+  std::call_once(log_env_once, [] {
+    if (const char* env = std::getenv("STATEROOM_LOG"); env && *env) {
+      const auto level = spdlog::level::from_str(env);
+      if (level != spdlog::level::off || std::string_view(env) == "off") {
+        spdlog::set_level(level);
+      } else {
+        spdlog::warn("STATEROOM_LOG='{}' is not a log level (trace, debug, info, warn, error, critical, off)",
+                     env);
+      }
+    }
+  });
+}
+
+}  // namespace
+
+bool set_log_level(std::string_view name) {
+  apply_log_env();
+  const auto level = spdlog::level::from_str(std::string(name));
+  if (level == spdlog::level::off && name != "off") return false;
+  spdlog::set_level(level);
+  return true;
+}
+
+struct Server::Impl {
+  server::Shared shared;
+  std::optional<tcp::acceptor> acceptor;
+  std::size_t next_worker = 0;
+  std::uint16_t port = 0;
+
+  std::mutex mutex;
+  std::condition_variable stopped_cv;
+  bool started = false;
+  bool stopping = false;
+  bool stopped = false;
+
+  void accept_next();
+  void drain(Worker& worker, std::chrono::steady_clock::time_point deadline,
+             std::shared_ptr<asio::steady_timer> timer);
+};
+
+Server::Server(std::shared_ptr<ServiceFactory> factory, ServerOptions options)
+    : impl_(std::make_unique<Impl>()) {
+  apply_log_env();
+  impl_->shared.factory = std::move(factory);
+  impl_->shared.options = std::move(options);
+}
+
+Server::~Server() {
+  stop();
+}
+
+std::uint16_t Server::port() const noexcept {
+  return impl_->port;
+}
+
+Status Server::start() {
+  auto& impl = *impl_;
+  auto& options = impl.shared.options;
+  if (!impl.shared.factory) return Status::error("no service factory");
+  if (options.default_room.empty() || options.default_room.size() > server::max_room_id_bytes) {
+    return Status::error("the default room id must be 1 to 256 bytes");
+  }
+  if (options.idle_timeout <= options.ping_interval) {
+    return Status::error("the idle timeout must be longer than the ping interval");
+  }
+  unsigned threads = options.threads ? options.threads : std::thread::hardware_concurrency();
+  if (threads == 0) threads = 1;
+  for (unsigned i = 0; i < threads; ++i)
+    impl.shared.workers.push_back(std::make_unique<Worker>(impl.shared, i));
+
+  boost::system::error_code ec;
+  auto address = asio::ip::make_address(options.host, ec);
+  tcp::endpoint endpoint;
+  if (ec) {
+    tcp::resolver resolver(impl.shared.workers[0]->ioc);
+    auto results = resolver.resolve(options.host, std::to_string(options.port), ec);
+    if (ec || results.empty()) {
+      impl.shared.workers.clear();
+      return Status::error("cannot resolve host '" + options.host + "': " + ec.message());
+    }
+    endpoint = results.begin()->endpoint();
+  } else {
+    endpoint = tcp::endpoint(address, options.port);
+  }
+  const std::string where = options.host + ":" + std::to_string(options.port);
+  auto& acceptor = impl.acceptor.emplace(impl.shared.workers[0]->ioc);
+  if (acceptor.open(endpoint.protocol(), ec); ec) {
+    impl.shared.workers.clear();
+    return Status::error("cannot listen on " + where + ": " + ec.message());
+  }
+  acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (acceptor.bind(endpoint, ec); !ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    impl.acceptor.reset();
+    impl.shared.workers.clear();
+    return Status::error("cannot listen on " + where + ": " + ec.message());
+  }
+  impl.port = acceptor.local_endpoint().port();
+  impl.accept_next();
+  for (auto& worker : impl.shared.workers) {
+    worker->thread = std::thread([&w = *worker] { w.ioc.run(); });
+  }
+  {
+    std::lock_guard lock(impl.mutex);
+    impl.started = true;
+  }
+  spdlog::info("listening on {}:{} with {} worker thread(s)", options.host, impl.port, threads);
+  return {};
+}
+
+void Server::Impl::accept_next() {
+  Worker& worker = *shared.workers[next_worker++ % shared.workers.size()];
+  acceptor->async_accept(worker.ioc, [this, &worker](boost::system::error_code ec, tcp::socket socket) {
+    if (ec == asio::error::operation_aborted || !acceptor->is_open()) return;
+    if (!ec) {
+      socket.set_option(tcp::no_delay(true), ec);
+      // The socket already lives on `worker`'s io_context; run its session there.
+      asio::post(worker.ioc, [&worker, socket = std::move(socket)]() mutable {
+        std::make_shared<server::HttpSession>(worker, std::move(socket))->start();
+      });
+    } else {
+      spdlog::warn("accept failed: {}", ec.message());
+    }
+    accept_next();
+  });
+}
+
+void Server::Impl::drain(Worker& worker, std::chrono::steady_clock::time_point deadline,
+                         std::shared_ptr<asio::steady_timer> timer) {
+  if (worker.websocket_sessions == 0 || std::chrono::steady_clock::now() >= deadline) {
+    worker.rooms.clear();
+    worker.work.reset();
+    worker.ioc.stop();
+    return;
+  }
+  timer->expires_after(std::chrono::milliseconds(10));
+  timer->async_wait(
+      [this, &worker, deadline, timer](boost::system::error_code) { drain(worker, deadline, timer); });
+}
+
+void Server::stop() {
+  auto& impl = *impl_;
+  {
+    std::unique_lock lock(impl.mutex);
+    if (!impl.started) return;
+    if (impl.stopping) {
+      impl.stopped_cv.wait(lock, [&] { return impl.stopped; });
+      return;
+    }
+    impl.stopping = true;
+  }
+  spdlog::info("shutting down");
+  asio::post(impl.shared.workers[0]->ioc, [&impl] {
+    boost::system::error_code ignored;
+    impl.acceptor->close(ignored);
+  });
+  // A close handshake gets close_timeout; the socket deadline in each session enforces it, and the
+  // drain gives up shortly after.
+  const auto deadline =
+      std::chrono::steady_clock::now() + impl.shared.options.close_timeout + std::chrono::milliseconds(500);
+  for (auto& worker : impl.shared.workers) {
+    asio::post(worker->ioc, [&impl, &w = *worker, deadline] {
+      w.shutting_down = true;
+      auto rooms = w.rooms;  // rooms leave the registry as they shut down
+      for (auto& [id, room] : rooms) room->shut_down();
+      impl.drain(w, deadline, std::make_shared<asio::steady_timer>(w.ioc));
+    });
+  }
+  for (auto& worker : impl.shared.workers) {
+    if (worker->thread.joinable()) worker->thread.join();
+  }
+  impl.acceptor.reset();
+  impl.shared.workers.clear();
+  {
+    std::lock_guard lock(impl.mutex);
+    impl.stopped = true;
+  }
+  impl.stopped_cv.notify_all();
+  spdlog::info("stopped");
+}
+
+void Server::wait() {
+  std::unique_lock lock(impl_->mutex);
+  impl_->stopped_cv.wait(lock, [&] { return !impl_->started || impl_->stopped; });
+}
+
+int serve(std::shared_ptr<ServiceFactory> factory, ServerOptions options) {
+  Server server(std::move(factory), std::move(options));
+  // Signals are taken synchronously here, so no worker thread ever handles one.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  if (auto status = server.start(); !status) {
+    spdlog::error("{}", status.message());
+    return 1;
+  }
+  int received = 0;
+  sigwait(&signals, &received);
+  spdlog::info("received {}", received == SIGINT ? "SIGINT" : "SIGTERM");
+  server.stop();
+  return 0;
+}
+
+}  // namespace stateroom

@@ -1,0 +1,55 @@
+// Worker: one thread with its own io_context, owning the rooms pinned to it.
+#pragma once
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "stateroom/server.hpp"
+
+namespace stateroom::server {
+
+class Room;
+struct Worker;
+
+/// What every worker shares: read-only after start.
+struct Shared {
+  std::shared_ptr<ServiceFactory> factory;
+  ServerOptions options;
+  std::vector<std::unique_ptr<Worker>> workers;
+
+  /// The worker a room lives on: chosen by hashing its id, so every connection to a room reaches
+  /// the same thread without any lookup shared between threads.
+  Worker& worker_for_room(std::string_view room_id) const;
+};
+
+struct Worker {
+  Worker(Shared& shared, std::size_t index) : shared(shared), index(index) {}
+
+  Shared& shared;
+  const std::size_t index;
+
+  // Everything below is touched only on this worker's thread.
+  std::unordered_map<std::string, std::shared_ptr<Room>> rooms;
+  std::size_t websocket_sessions = 0;  ///< live WebSocket sessions (for the shutdown drain)
+  bool shutting_down = false;
+
+  /// The room `room_id`, created (service built, `init` delivered) if it does not exist. Null
+  /// when the service could not be built or failed in `init` (already logged).
+  std::shared_ptr<Room> find_or_create_room(const std::string& room_id);
+
+  // Declared last so it is destroyed first: handlers still queued in it are destroyed while the
+  // rest of the worker is alive.
+  boost::asio::io_context ioc{1};
+  std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work{
+      ioc.get_executor()};
+  std::thread thread;
+};
+
+}  // namespace stateroom::server

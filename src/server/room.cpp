@@ -55,7 +55,8 @@ void Room::settle() {
     pending_disconnects_.erase(pending_disconnects_.begin());
     deliver_disconnect(client);
   }
-  if (alive() && members_.empty() && !worker_.shutting_down) on_empty();
+  if (emptied_ && alive() && members_.empty() && !worker_.shutting_down) on_empty();
+  emptied_ = false;
 }
 
 void Room::deliver_disconnect(ClientId client) {
@@ -77,6 +78,7 @@ void Room::remove_member(ClientId client) {
   auto it = std::lower_bound(members_.begin(), members_.end(), client,
                              [](const Member& m, ClientId c) { return m.id < c; });
   if (it != members_.end() && it->id == client) members_.erase(it);
+  emptied_ = members_.empty();
 }
 
 void Room::leave(ClientId client) {

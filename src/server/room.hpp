@@ -73,6 +73,7 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   std::vector<Member> members_;  ///< sorted by id: ids only grow
   std::uint32_t next_client_ = 1;
   bool in_handler_ = false;
+  bool emptied_ = false;  ///< the last member just left: the grace period starts after the handlers
   std::vector<ClientId> pending_disconnects_;
   std::optional<std::string> failure_;
   boost::asio::steady_timer timer_;

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Sets up everything on a Debian machine (installing what is missing) and then
+#   ./run.sh demo   builds and starts the counter example on http://localhost:8080
+#   ./run.sh test   builds and runs the whole test suite (release build, then the ASan + UBSan build)
+#   ./run.sh setup  only installs what is missing
+set -euo pipefail
+cd "$(dirname "$0")"
+
+APT_PACKAGES=(
+  cmake ninja-build g++ pkg-config python3 python3-pip
+  libboost1.81-dev libspdlog-dev libcli11-dev libgtest-dev libgmock-dev
+)
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+setup() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "installing ${missing[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+  if ! python3 -c 'import websockets' 2>/dev/null; then
+    say "installing the Python websockets client (for the end-to-end tests)"
+    python3 -m pip install -q websockets 2>/dev/null ||
+      python3 -m pip install -q --break-system-packages websockets
+  fi
+}
+
+build() {
+  say "building ($1)"
+  cmake --preset "$1" >/dev/null
+  cmake --build --preset "$1"
+}
+
+run_tests() {
+  say "testing ($1)"
+  ctest --preset "$1" -j "$(nproc)"
+}
+
+case "${1:-}" in
+  setup) setup ;;
+  demo)
+    setup
+    build default
+    say "counter demo on http://localhost:8080 (Ctrl-C stops it)"
+    exec build/bin/counter-native --port "${PORT:-8080}"
+    ;;
+  test)
+    setup
+    build default
+    run_tests default
+    build asan
+    run_tests asan
+    ;;
+  *)
+    echo "usage: $0 demo|test|setup" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""End-to-end test of counter-native with an independent client: Python `websockets`.
+
+Usage: counter_test.py PATH/TO/counter-native
+Starts the server on a free port, runs the seed's quick start as a user would, then stops the
+server with SIGTERM and checks the graceful shutdown. Exits non-zero on any failure.
+"""
+import asyncio
+import re
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+import websockets
+
+TIMEOUT = 5
+
+
+async def recv(ws):
+    return await asyncio.wait_for(ws.recv(), TIMEOUT)
+
+
+async def test_quick_start(base):
+    async with websockets.connect(f"{base}/ws") as a, websockets.connect(f"{base}/ws") as b:
+        await a.send("increment")
+        assert await recv(a) == "new value: 1"
+        assert await recv(b) == "new value: 1"
+        await b.send("decrement")
+        assert await recv(a) == "new value: 0"
+        assert await recv(b) == "new value: 0"
+
+
+async def test_rooms_are_separate_counters(base):
+    async with websockets.connect(f"{base}/ws/a") as a, websockets.connect(f"{base}/ws/b") as b:
+        await a.send("increment")
+        await a.send("increment")
+        assert await recv(a) == "new value: 1"
+        assert await recv(a) == "new value: 2"
+        await b.send("increment")
+        assert await recv(b) == "new value: 1"
+
+
+async def test_other_messages_are_ignored(base):
+    async with websockets.connect(f"{base}/ws/ignored") as a:
+        await a.send("hello")
+        await a.send(b"increment")  # binary: not the text command
+        await a.send("increment")
+        assert await recv(a) == "new value: 1"
+
+
+async def test_status_and_bad_room(base, port):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=TIMEOUT) as r:
+        assert r.status == 200 and r.read() == b"ok"
+    try:
+        async with websockets.connect(f"{base}/ws/%zz"):
+            raise AssertionError("a malformed room id was accepted")
+    except websockets.exceptions.InvalidStatus as e:
+        assert e.response.status_code == 400, e.response.status_code
+
+
+async def test_graceful_shutdown(base, server):
+    async with websockets.connect(f"{base}/ws/bye") as a:
+        await a.send("increment")
+        assert await recv(a) == "new value: 1"
+        server.send_signal(signal.SIGTERM)
+        try:
+            await recv(a)
+            raise AssertionError("no close after SIGTERM")
+        except websockets.exceptions.ConnectionClosed as e:
+            assert e.rcvd is not None and e.rcvd.code == 1001, e
+    assert server.wait(timeout=15) == 0
+
+
+def main():
+    binary = sys.argv[1]
+    server = subprocess.Popen([binary, "--port", "0", "--host", "127.0.0.1"], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    port = None
+    for line in server.stdout:
+        m = re.search(r"listening on \S+:(\d+)", line)
+        if m:
+            port = int(m.group(1))
+            break
+    if port is None:
+        print("the server did not start")
+        return 1
+    base = f"ws://127.0.0.1:{port}"
+    tests = [
+        ("quick start", test_quick_start(base)),
+        ("rooms are separate counters", test_rooms_are_separate_counters(base)),
+        ("other messages are ignored", test_other_messages_are_ignored(base)),
+        ("status and bad room", test_status_and_bad_room(base, port)),
+        ("graceful shutdown", test_graceful_shutdown(base, server)),
+    ]
+    passed = failed = 0
+    try:
+        for name, coro in tests:
+            try:
+                asyncio.run(coro)
+                passed += 1
+                print(f"ok: {name}")
+            except Exception as e:  # noqa: BLE001 - report every failure and go on
+                failed += 1
+                print(f"FAILED: {name}: {e!r}")
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

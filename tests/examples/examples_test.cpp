@@ -1,0 +1,170 @@
+// Every example, run as the user runs it (its server binary on a free port), driven by a real
+// WebSocket client. Each example runs under every launcher in `launchers()`.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include "../support/server_process.hpp"
+#include "../support/ws_client.hpp"
+
+namespace stateroom::test {
+namespace {
+
+/// How an example's server is started: the command line for an example name.
+struct Launcher {
+  std::string name;
+  std::vector<std::string> (*command)(const std::string& example);
+};
+
+void PrintTo(const Launcher& launcher, std::ostream* os) {
+  *os << launcher.name;
+}
+
+std::vector<std::string> native_command(const std::string& example) {
+  return {std::string(STATEROOM_BIN_DIR) + "/" + example + "-native", "--threads", "2"};
+}
+
+std::vector<Launcher> launchers() {
+  return {{"native", &native_command}};
+}
+
+class Examples : public ::testing::TestWithParam<Launcher> {
+ protected:
+  std::unique_ptr<ServerProcess> start(const std::string& example) {
+    auto p = std::make_unique<ServerProcess>(GetParam().command(example));
+    EXPECT_TRUE(p->listening()) << p->output();
+    return p;
+  }
+  static std::unique_ptr<WsClient> connect(const ServerProcess& p, const std::string& target) {
+    std::string error;
+    auto c = WsClient::connect(p.port(), target, 5s, 0, "127.0.0.1", &error);
+    EXPECT_TRUE(c) << error;
+    return c;
+  }
+  static std::string next_text(WsClient& c) {
+    auto r = c.read();
+    if (!r) return "<nothing>";
+    if (r->kind != Received::Kind::text) return "<not text: " + r->data + ">";
+    return r->data;
+  }
+};
+
+TEST_P(Examples, Echo) {
+  auto server = start("echo");
+  auto a = connect(*server, "/ws/room");
+  ASSERT_TRUE(a);
+  EXPECT_EQ(next_text(*a), "User ClientId(1) connected.");
+  auto b = connect(*server, "/ws/room");
+  ASSERT_TRUE(b);
+  EXPECT_EQ(next_text(*b), "User ClientId(2) connected.");
+  a->send_text("hello there");
+  EXPECT_EQ(next_text(*a), "User ClientId(1) sent 'hello there'");
+  EXPECT_EQ(next_text(*b), "User ClientId(1) sent 'hello there'");
+  b->close();
+  EXPECT_EQ(next_text(*a), "User ClientId(2) left.");
+}
+
+TEST_P(Examples, CounterIsSharedWithinARoomAndSeparateAcrossRooms) {
+  auto server = start("counter");
+  auto a1 = connect(*server, "/ws/a");
+  auto a2 = connect(*server, "/ws/a");
+  auto b = connect(*server, "/ws/b");
+  ASSERT_TRUE(a1 && a2 && b);
+  a1->send_text("increment");
+  EXPECT_EQ(next_text(*a1), "new value: 1");
+  EXPECT_EQ(next_text(*a2), "new value: 1");
+  a2->send_text("something else");  // ignored
+  a2->send_text("increment");
+  EXPECT_EQ(next_text(*a1), "new value: 2");
+  EXPECT_EQ(next_text(*a2), "new value: 2");
+  b->send_text("decrement");
+  EXPECT_EQ(next_text(*b), "new value: -1");
+  a1->send_binary("increment");  // binary is not the text command
+  a1->send_text("decrement");
+  EXPECT_EQ(next_text(*a1), "new value: 1");
+}
+
+TEST_P(Examples, CounterDefaultRoomAndGracefulSigterm) {
+  auto server = start("counter");
+  auto a = connect(*server, "/ws");
+  auto b = connect(*server, "/ws/default");
+  ASSERT_TRUE(a && b);
+  a->send_text("increment");
+  EXPECT_EQ(next_text(*b), "new value: 1");
+  server->stop(SIGTERM, 0ms);  // the clients answer the close handshakes while the server waits
+  EXPECT_EQ(a->read_until_closed(), 1001);
+  EXPECT_EQ(b->read_until_closed(), 1001);
+  EXPECT_EQ(server->wait(15s), 0) << server->output();
+}
+
+TEST_P(Examples, ClockTicksEveryFourSeconds) {
+  auto server = start("clock");
+  const auto start = std::chrono::steady_clock::now();
+  auto c = connect(*server, "/ws/tick");
+  ASSERT_TRUE(c);
+  auto r = c->read(7s);
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r->is_text("Timer @ 0")) << r->data;
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 3500ms);
+}
+
+TEST_P(Examples, BinaryEchoAnswersInBinary) {
+  auto server = start("binary-echo");
+  auto c = connect(*server, "/ws/bin");
+  ASSERT_TRUE(c);
+  const std::string bytes("\x00\x10\xff", 3);
+  c->send_binary(bytes);
+  auto r = c->read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->kind, Received::Kind::binary);
+  EXPECT_EQ(r->data, bytes);
+  c->send_text("héllo");
+  r = c->read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->kind, Received::Kind::binary);
+  EXPECT_EQ(r->data, "héllo");
+}
+
+TEST_P(Examples, Chat) {
+  auto server = start("chat");
+  auto a = connect(*server, "/ws/lobby");
+  ASSERT_TRUE(a);
+  EXPECT_EQ(next_text(*a), "welcome, user1; /name X renames you");
+  auto b = connect(*server, "/ws/lobby");
+  ASSERT_TRUE(b);
+  EXPECT_EQ(next_text(*b), "welcome, user2; /name X renames you");
+  EXPECT_EQ(next_text(*a), "user2 joined");
+  a->send_text("/name alice");
+  EXPECT_EQ(next_text(*a), "user1 is now alice");
+  EXPECT_EQ(next_text(*b), "user1 is now alice");
+  a->send_text("hi all");
+  EXPECT_EQ(next_text(*b), "alice: hi all");
+  b->send_text("hello alice");
+  EXPECT_EQ(next_text(*a), "user2: hello alice") << "the sender does not hear its own message";
+  b->close();
+  EXPECT_EQ(next_text(*a), "user2 left");
+}
+
+INSTANTIATE_TEST_SUITE_P(Launchers, Examples, ::testing::ValuesIn(launchers()),
+                         [](const auto& info) { return info.param.name; });
+
+TEST(ServerBinary, PortInUseIsOneClearLine) {
+  ServerProcess first({std::string(STATEROOM_BIN_DIR) + "/counter-native", "--threads", "1"});
+  ASSERT_TRUE(first.listening());
+  ServerProcess second({std::string(STATEROOM_BIN_DIR) + "/counter-native", "--host", "127.0.0.1", "--port",
+                        std::to_string(first.port())},
+                       false, 3s);
+  EXPECT_EQ(second.wait(10s), 1);
+  EXPECT_NE(second.output().find("cannot listen on 127.0.0.1:" + std::to_string(first.port()) +
+                                 ": Address already in use"),
+            std::string::npos)
+      << second.output();
+}
+
+TEST(ServerBinary, BadOptionValuesAreRejected) {
+  ServerProcess p({std::string(STATEROOM_BIN_DIR) + "/counter-native", "--max-queued", "lots"}, false, 3s);
+  EXPECT_NE(p.wait(10s).value_or(0), 0);
+  EXPECT_NE(p.output().find("'lots' is not a size"), std::string::npos) << p.output();
+}
+
+}  // namespace
+}  // namespace stateroom::test

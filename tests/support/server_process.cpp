@@ -1,0 +1,107 @@
+#include "server_process.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <regex>
+#include <stdexcept>
+
+extern char** environ;
+
+namespace stateroom::test {
+
+ServerProcess::ServerProcess(std::vector<std::string> argv, bool add_listen_flags,
+                             std::chrono::milliseconds timeout) {
+  if (add_listen_flags) {
+    for (const char* flag : {"--port", "0", "--host", "127.0.0.1"}) argv.emplace_back(flag);
+  }
+  int pipe_fds[2];
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], 1);
+  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], 2);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  std::vector<char*> args;
+  for (auto& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
+  const int rc = posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(pipe_fds[1]);
+  if (rc != 0) {
+    ::close(pipe_fds[0]);
+    throw std::runtime_error("cannot start " + argv[0]);
+  }
+  out_fd_ = pipe_fds[0];
+  reader_ = std::thread([this] {
+    char buf[4096];
+    for (;;) {
+      const auto n = ::read(out_fd_, buf, sizeof buf);
+      if (n <= 0) break;
+      std::lock_guard lock(mutex_);
+      output_.append(buf, static_cast<std::size_t>(n));
+    }
+  });
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  static const std::regex listening(R"(listening on \S+:(\d+))");
+  while (std::chrono::steady_clock::now() < deadline) {
+    {
+      std::lock_guard lock(mutex_);
+      std::smatch m;
+      if (std::regex_search(output_, m, listening)) {
+        port_ = static_cast<std::uint16_t>(std::stoi(m[1]));
+        return;
+      }
+    }
+    if (wait(std::chrono::milliseconds(0))) return;  // exited early
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+ServerProcess::~ServerProcess() {
+  if (!exit_code_ && pid_ > 0) {
+    ::kill(pid_, SIGKILL);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+  }
+  if (reader_.joinable()) reader_.join();
+  if (out_fd_ >= 0) ::close(out_fd_);
+}
+
+std::string ServerProcess::output() const {
+  std::lock_guard lock(mutex_);
+  return output_;
+}
+
+std::optional<int> ServerProcess::wait(std::chrono::milliseconds timeout) {
+  if (exit_code_) return exit_code_;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  do {
+    int status = 0;
+    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+      exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      return exit_code_;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  } while (std::chrono::steady_clock::now() < deadline);
+  return std::nullopt;
+}
+
+std::optional<int> ServerProcess::stop(int signal, std::chrono::milliseconds timeout) {
+  if (!exit_code_) ::kill(pid_, signal);
+  return wait(timeout);
+}
+
+bool ServerProcess::wait_for_output(const std::string& text, std::chrono::milliseconds timeout) const {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (output().find(text) != std::string::npos) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+}  // namespace stateroom::test

@@ -26,9 +26,6 @@ Route route(std::string_view target, std::string_view default_room);
 /// Decodes %XX escapes. Returns nothing for a malformed escape. `+` is kept as it is.
 std::optional<std::string> percent_decode(std::string_view s);
 
-/// Whether `s` is well-formed UTF-8.
-bool is_valid_utf8(std::string_view s);
-
 /// `target` without its query string.
 std::string_view path_of(std::string_view target);
 

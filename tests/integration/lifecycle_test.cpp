@@ -138,6 +138,7 @@ TEST(Limits, ASlowReaderIsClosedAndTheRoomGoesOn) {
   auto log = std::make_shared<EventLog>();
   ServerOptions options;
   options.max_queued_bytes = 256 * 1024;
+  options.close_timeout = 60s;  // the slow client reads its close only after the flood
   TestServer server(probe_factory(log), options);
   auto slow = WsClient::connect(server.port(), "/ws/flood", 5s, /*receive_buffer=*/4096);
   ASSERT_TRUE(slow);

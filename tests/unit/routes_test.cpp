@@ -34,15 +34,5 @@ TEST(Routes, RoomIds) {
   }
 }
 
-TEST(Utf8, AcceptsWellFormedAndRejectsTheRest) {
-  EXPECT_TRUE(is_valid_utf8("plain"));
-  EXPECT_TRUE(is_valid_utf8("\xC3\xA9\xE2\x9C\x93\xF0\x9F\x98\x80"));
-  EXPECT_FALSE(is_valid_utf8("\xFF"));
-  EXPECT_FALSE(is_valid_utf8("\xC3"));              // truncated
-  EXPECT_FALSE(is_valid_utf8("\xC0\xAF"));          // overlong
-  EXPECT_FALSE(is_valid_utf8("\xED\xA0\x80"));      // surrogate
-  EXPECT_FALSE(is_valid_utf8("\xF4\x90\x80\x80"));  // past U+10FFFF
-}
-
 }  // namespace
 }  // namespace stateroom::server

@@ -2,12 +2,15 @@
 
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
 #include <boost/asio/post.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/file_body.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
+#include <utility>
 
 #include "routes.hpp"
 #include "static_files.hpp"
@@ -23,6 +26,21 @@ namespace http = beast::http;
 namespace {
 constexpr auto http_idle_timeout = std::chrono::seconds(30);
 constexpr std::size_t max_request_body = 64 * 1024;
+
+// A socket descriptor in transit between workers: closed if the hand-over never runs (shutdown).
+class OwnedFd {
+ public:
+  explicit OwnedFd(int fd) : fd_(fd) {}
+  OwnedFd(OwnedFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  OwnedFd& operator=(OwnedFd&&) = delete;
+  ~OwnedFd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  int release() { return std::exchange(fd_, -1); }
+
+ private:
+  int fd_;
+};
 }  // namespace
 
 HttpSession::HttpSession(Worker& worker, asio::ip::tcp::socket socket)
@@ -210,13 +228,14 @@ void HttpSession::upgrade(Request&& request, std::string room_id) {
       spdlog::warn("could not hand a connection to room '{}': {}", room_id, ec.message());
       return;
     }
-    asio::post(target.ioc, [&target, protocol, fd, request = std::move(request),
+    asio::post(target.ioc, [&target, protocol, fd = OwnedFd(fd), request = std::move(request),
                             room_id = std::move(room_id)]() mutable {
       asio::ip::tcp::socket moved(target.ioc);
       beast::error_code ec;
-      moved.assign(protocol, fd, ec);
+      const int raw = fd.release();
+      moved.assign(protocol, raw, ec);
       if (ec) {
-        ::close(fd);
+        ::close(raw);
         return;
       }
       std::make_shared<WebSocketSession>(target, std::move(moved), std::move(request), std::move(room_id))

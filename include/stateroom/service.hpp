@@ -37,6 +37,16 @@ class Service {
   virtual void message(ClientId /*sender*/, const MessagePayload& /*payload*/, Context&) {}
   /// The timer armed with Context::set_timer expired.
   virtual void timer(Context&) {}
+
+  /// For services whose handlers can pause part-way and finish later. A WebAssembly guest pauses
+  /// every few milliseconds of running so that one busy room never holds up the other rooms of
+  /// its worker thread. After every handler (and every `resume`) the server asks `pending()`;
+  /// while it is true the server holds the room's further events back and calls `resume` from its
+  /// event loop, after the other ready work. Native services run to completion and keep these
+  /// defaults.
+  virtual bool pending() const noexcept { return false; }
+  /// Continues the paused handler for a while; `ctx` is the room's context, as in the handler.
+  virtual void resume(Context& /*ctx*/) {}
 };
 
 /// Builds the service of each new room. `create` may be called from several threads at once.

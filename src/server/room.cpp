@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <boost/asio/post.hpp>
+
 #include <algorithm>
 #include <exception>
 
@@ -12,15 +14,33 @@ namespace stateroom::server {
 
 namespace websocket = boost::beast::websocket;
 
+namespace {
+
+const char* event_name(int kind) {
+  constexpr const char* names[] = {"init", "connect", "disconnect", "message", "timer"};
+  return names[kind];
+}
+
+}  // namespace
+
 std::shared_ptr<Room> Room::create(Worker& worker, std::string id) {
   auto room = std::make_shared<Room>(worker, std::move(id));
-  room->run("create", [&] {
+  room->running_ = true;
+  try {
     room->service_ = worker.shared.factory->create(room->id_, *room);
-    if (!room->service_ && !room->failure_) room->failure_ = "the service factory built nothing";
-  });
-  if (!room->alive()) return nullptr;
+  } catch (const std::exception& e) {
+    room->fail(std::string("creating the service threw: ") + e.what());
+  } catch (...) {
+    room->fail("creating the service threw a non-standard exception");
+  }
+  room->running_ = false;
+  if (!room->service_ && !room->failure_) room->failure_ = "the service factory built nothing";
+  if (room->failure_) {
+    room->terminate(*room->failure_);
+    return nullptr;
+  }
   spdlog::debug("room '{}' created", room->id_);
-  room->run("init", [&] { room->service_->init(*room); });
+  room->deliver(Event{EventKind::init});
   if (!room->alive()) return nullptr;
   return room;
 }
@@ -30,37 +50,86 @@ Room::Room(Worker& worker, std::string id)
 
 Room::~Room() = default;
 
-template <class Handler>
-void Room::run(const char* event, Handler&& handler) {
-  in_handler_ = true;
-  try {
-    handler();
-  } catch (const std::exception& e) {
-    failure_ = std::string(event) + " threw: " + e.what();
-  } catch (...) {
-    failure_ = std::string(event) + " threw a non-standard exception";
-  }
-  in_handler_ = false;
-  settle();
-}
-
-void Room::settle() {
-  if (failure_) {
-    terminate(*failure_);
+void Room::deliver(Event&& event) {
+  if (!alive()) return;
+  if (busy()) {
+    queue_.push_back(std::move(event));
     return;
   }
-  // Disconnects caused by the handler (clients evicted while it sent) run now, each its own handler.
-  while (!pending_disconnects_.empty() && alive()) {
-    const ClientId client = pending_disconnects_.front();
-    pending_disconnects_.erase(pending_disconnects_.begin());
-    deliver_disconnect(client);
+  running_ = true;
+  run_queue(invoke(event));
+}
+
+void Room::run_queue(bool ready) {
+  while (ready && !queue_.empty()) {
+    const Event event = std::move(queue_.front());
+    queue_.pop_front();
+    ready = invoke(event);
   }
-  if (emptied_ && alive() && members_.empty() && !worker_.shutting_down) on_empty();
+  running_ = false;
+  if (!ready) return;
+  // Idle: the grace period of a room that became empty starts now.
+  if (emptied_ && members_.empty() && !worker_.shutting_down) on_empty();
   emptied_ = false;
 }
 
-void Room::deliver_disconnect(ClientId client) {
-  run("disconnect", [&] { service_->disconnect(client, *this); });
+bool Room::invoke(const Event& event) {
+  try {
+    switch (event.kind) {
+      case EventKind::init:
+        service_->init(*this);
+        break;
+      case EventKind::connect:
+        service_->connect(event.client, *this);
+        break;
+      case EventKind::disconnect:
+        service_->disconnect(event.client, *this);
+        break;
+      case EventKind::message:
+        service_->message(event.client, event.payload, *this);
+        break;
+      case EventKind::timer:
+        // A timer re-armed after this one fired and queued replaces it.
+        if (event.timer_generation == timer_generation_) service_->timer(*this);
+        break;
+    }
+  } catch (const std::exception& e) {
+    fail(std::string(event_name(static_cast<int>(event.kind))) + " threw: " + e.what());
+  } catch (...) {
+    fail(std::string(event_name(static_cast<int>(event.kind))) + " threw a non-standard exception");
+  }
+  return settle();
+}
+
+bool Room::settle() {
+  if (failure_) {
+    terminate(*failure_);
+    return false;
+  }
+  if (!alive()) return false;
+  if (service_->pending()) {
+    paused_ = true;
+    schedule_resume();
+    return false;
+  }
+  return true;
+}
+
+void Room::schedule_resume() {
+  boost::asio::post(worker_.ioc, [weak = weak_from_this()] {
+    auto self = weak.lock();
+    if (!self || !self->alive() || !self->paused_) return;
+    self->paused_ = false;
+    self->running_ = true;
+    try {
+      self->service_->resume(*self);
+    } catch (const std::exception& e) {
+      self->fail(std::string("resuming the service threw: ") + e.what());
+    } catch (...) {
+      self->fail("resuming the service threw a non-standard exception");
+    }
+    self->run_queue(self->settle());
+  });
 }
 
 std::optional<ClientId> Room::join(const std::shared_ptr<WebSocketSession>& session) {
@@ -69,7 +138,7 @@ std::optional<ClientId> Room::join(const std::shared_ptr<WebSocketSession>& sess
   const ClientId client{next_client_++};
   members_.push_back({client, session});
   session->attach(shared_from_this(), client);
-  run("connect", [&] { service_->connect(client, *this); });
+  deliver(Event{EventKind::connect, client});
   if (!alive()) return std::nullopt;
   return client;
 }
@@ -84,16 +153,11 @@ void Room::remove_member(ClientId client) {
 void Room::leave(ClientId client) {
   if (!alive()) return;
   remove_member(client);
-  if (in_handler_) {
-    pending_disconnects_.push_back(client);
-    return;
-  }
-  deliver_disconnect(client);
+  deliver(Event{EventKind::disconnect, client});
 }
 
-void Room::message(ClientId sender, const MessagePayload& payload) {
-  if (!alive()) return;
-  run("message", [&] { service_->message(sender, payload, *this); });
+void Room::message(ClientId sender, MessagePayload&& payload) {
+  deliver(Event{EventKind::message, sender, std::move(payload)});
 }
 
 void Room::send(MessageRecipient to, MessagePayload payload) {
@@ -126,7 +190,7 @@ void Room::set_timer(std::uint32_t ms) {
   timer_.async_wait([weak = weak_from_this(), generation](boost::system::error_code) {
     auto self = weak.lock();
     if (!self || !self->alive() || generation != self->timer_generation_) return;
-    self->run("timer", [&] { self->service_->timer(*self); });
+    self->deliver(Event{EventKind::timer, {}, {}, generation});
   });
 }
 
@@ -147,6 +211,10 @@ void Room::on_empty() {
   grace_timer_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
     auto self = weak.lock();
     if (ec || !self || !self->alive() || !self->members_.empty()) return;
+    if (self->busy()) {
+      self->emptied_ = true;  // still paused in a handler: the grace period restarts once idle
+      return;
+    }
     spdlog::debug("room '{}' stayed empty for its grace period: destroyed", self->id_);
     self->unregister();
     self->service_.reset();
@@ -165,7 +233,8 @@ void Room::terminate(const std::string& reason) {
   auto self = shared_from_this();  // the registry may hold the last reference
   auto members = std::move(members_);
   members_.clear();
-  pending_disconnects_.clear();
+  queue_.clear();
+  paused_ = false;
   for (auto& m : members) m.session->close_from_room(websocket::close_code::internal_error, "room failed");
   unregister();
   service_.reset();
@@ -174,14 +243,16 @@ void Room::terminate(const std::string& reason) {
 
 void Room::shut_down() {
   grace_timer_.cancel();
+  timer_.cancel();
+  queue_.clear();
   while (!members_.empty() && alive()) {
     Member m = std::move(members_.front());
     members_.erase(members_.begin());
     m.session->close_from_room(websocket::close_code::going_away, "server shutting down");
-    deliver_disconnect(m.id);
+    // A paused service is not waited for: it is dropped with its unfinished handler.
+    if (!busy()) deliver(Event{EventKind::disconnect, m.id});
   }
   // A room that failed above has already closed the rest.
-  timer_.cancel();
   service_.reset();
 }
 

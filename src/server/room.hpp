@@ -3,6 +3,7 @@
 
 #include <boost/asio/steady_timer.hpp>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -16,8 +17,9 @@ struct Worker;
 class WebSocketSession;
 
 /// A room: the service instance plus its members. Every method runs on the room's worker thread;
-/// the room is the service's Context. Handlers are never re-entered: what a handler causes that
-/// needs another handler (a client evicted while the room sends) runs after it returns.
+/// the room is the service's Context. Handlers are never re-entered and run in arrival order: an
+/// event that arrives while a handler runs (a client evicted while the room sends) or while the
+/// service is paused (Service::pending) waits in the room's queue.
 class Room final : public Context, public std::enable_shared_from_this<Room> {
  public:
   /// Builds the service and delivers `init`. Null when either fails (logged).
@@ -37,9 +39,9 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   /// Removes a client and delivers its `disconnect` (after the running handler, if any).
   void leave(ClientId client);
   /// Delivers one message from a member.
-  void message(ClientId sender, const MessagePayload& payload);
-  /// Server shutdown: every client gets its `disconnect` and a 1001 close; the service is
-  /// destroyed.
+  void message(ClientId sender, MessagePayload&& payload);
+  /// Server shutdown: every client gets its `disconnect` (unless the service is paused) and a 1001
+  /// close; the service is destroyed.
   void shut_down();
 
   // Context
@@ -52,15 +54,28 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
     ClientId id;
     std::shared_ptr<WebSocketSession> session;
   };
+  enum class EventKind : std::uint8_t { init, connect, disconnect, message, timer };
+  struct Event {
+    EventKind kind;
+    ClientId client{};
+    MessagePayload payload{};
+    std::uint64_t timer_generation = 0;
+  };
 
-  /// Runs one handler, then whatever it caused: deferred disconnects, or the room's end when it
-  /// failed (through Context::fail or an exception).
-  template <class Handler>
-  void run(const char* event, Handler&& handler);
-  /// What runs after every handler: the room's end if it failed, else deferred disconnects and
-  /// the empty-room grace period.
-  void settle();
-  void deliver_disconnect(ClientId client);
+  /// Whether an event must wait: a handler is running, or the service is paused.
+  bool busy() const noexcept { return running_ || paused_; }
+  /// Runs `event` now if the room is idle, else queues it.
+  void deliver(Event&& event);
+  /// With `ready` (the last handler finished): runs the queued events until the queue is empty or
+  /// the service pauses; then, idle, starts the grace period if the room became empty.
+  void run_queue(bool ready);
+  /// Calls the service for one event, catching what it throws; false if the room ended.
+  bool invoke(const Event& event);
+  /// After a handler or a resume: ends the room if it failed, pauses it if the service is
+  /// pending. False when the room cannot run its next event now.
+  bool settle();
+  /// Schedules the paused service's next `resume` behind the worker's other ready work.
+  void schedule_resume();
   void remove_member(ClientId client);
   /// Ends a failed room: closes every client with 1011, drops the service, leaves the registry.
   void terminate(const std::string& reason);
@@ -72,9 +87,10 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   std::unique_ptr<Service> service_;
   std::vector<Member> members_;  ///< sorted by id: ids only grow
   std::uint32_t next_client_ = 1;
-  bool in_handler_ = false;
-  bool emptied_ = false;  ///< the last member just left: the grace period starts after the handlers
-  std::vector<ClientId> pending_disconnects_;
+  bool running_ = false;  ///< a handler (or a run of queued ones) is on the stack
+  bool paused_ = false;   ///< the service paused part-way through a handler (Service::pending)
+  bool emptied_ = false;  ///< the last member just left: the grace period starts once idle
+  std::deque<Event> queue_;
   std::optional<std::string> failure_;
   boost::asio::steady_timer timer_;
   std::uint64_t timer_generation_ = 0;

@@ -97,9 +97,9 @@ void WebSocketSession::on_read(beast::error_code ec) {
   }
   last_heard_ = Clock::now();
   const auto kind = ws_.got_text() ? PayloadKind::text : PayloadKind::binary;
-  const MessagePayload payload = MessagePayload::of_kind(kind, std::move(read_buffer_));
+  MessagePayload payload = MessagePayload::of_kind(kind, std::move(read_buffer_));
   read_buffer_.clear();
-  if (room_ && !closing_) room_->message(id_, payload);
+  if (room_ && !closing_) room_->message(id_, std::move(payload));
   read_next();
 }
 

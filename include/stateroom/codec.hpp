@@ -174,6 +174,19 @@ class Reader {
 
 }  // namespace detail
 
+/// Bytes a `Message` event from `sender` with `payload` encodes to (MessageToProcess::Kind::message,
+/// without building a MessageToProcess and copying the payload into it).
+inline std::size_t encoded_message_size(const MessagePayload& payload) noexcept {
+  return 8 + detail::payload_size(payload);
+}
+/// Writes the `Message` event from `sender` with `payload` to `out`, which must have room for
+/// encoded_message_size(payload) bytes.
+inline void encode_message_to(ClientId sender, const MessagePayload& payload, std::uint8_t* out) noexcept {
+  detail::put_u32(out, static_cast<std::uint32_t>(MessageToProcess::Kind::message));
+  detail::put_u32(out, sender.value);
+  detail::put_payload(out, payload);
+}
+
 /// Bytes `m` encodes to.
 inline std::size_t encoded_size(const MessageToProcess& m) noexcept {
   switch (m.kind) {
@@ -181,7 +194,7 @@ inline std::size_t encoded_size(const MessageToProcess& m) noexcept {
     case MessageToProcess::Kind::disconnect:
       return 8;
     case MessageToProcess::Kind::message:
-      return 8 + detail::payload_size(m.payload);
+      return encoded_message_size(m.payload);
     default:
       return 4;
   }
@@ -194,19 +207,13 @@ inline std::size_t encoded_size(const MessageFromProcess& m) noexcept {
 
 /// Writes `m` to `out`, which must have room for encoded_size(m) bytes.
 inline void encode_to(const MessageToProcess& m, std::uint8_t* out) noexcept {
-  detail::put_u32(out, static_cast<std::uint32_t>(m.kind));
-  switch (m.kind) {
-    case MessageToProcess::Kind::connect:
-    case MessageToProcess::Kind::disconnect:
-      detail::put_u32(out, m.client.value);
-      break;
-    case MessageToProcess::Kind::message:
-      detail::put_u32(out, m.client.value);
-      detail::put_payload(out, m.payload);
-      break;
-    default:
-      break;
+  if (m.kind == MessageToProcess::Kind::message) {
+    encode_message_to(m.client, m.payload, out);
+    return;
   }
+  detail::put_u32(out, static_cast<std::uint32_t>(m.kind));
+  if (m.kind == MessageToProcess::Kind::connect || m.kind == MessageToProcess::Kind::disconnect)
+    detail::put_u32(out, m.client.value);
 }
 inline void encode_to(const MessageFromProcess& m, std::uint8_t* out) noexcept {
   detail::put_u32(out, static_cast<std::uint32_t>(m.kind));

@@ -144,6 +144,25 @@ void add_server_options(CLI::App& app, ServerOptions& o, std::string& log_level)
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
 }
 
+void add_wasm_options(CLI::App& app, wasm::Limits& limits, wasm::LoadOptions& load) {
+  app.add_option_function<std::string>(
+         "--memory-limit",
+         [&limits](const std::string& s) { limits.memory_bytes = checked("a size", parse_size)(s); },
+         "Linear memory one room's instance may use; growing past it fails the room")
+      ->default_str("64MiB");
+  app.add_option_function<std::string>(
+         "--cpu-limit",
+         [&limits](const std::string& s) { limits.cpu_time_per_event = checked("a duration", parse_duration)(s); },
+         "Time a room's guest may run for one event; past it the room fails")
+      ->default_str("1s");
+  app.add_option("--max-rooms", limits.max_instances, "WebAssembly rooms alive at once; a room beyond fails to start")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 1000000u));
+  app.add_flag("--module-cache", load.cache_compiled,
+               "Keep the compiled module in <module>.cwasm next to it and reuse it on the next start (native "
+               "code: only for a directory as trusted as this program)");
+}
+
 bool apply_log_level(const std::string& log_level) {
   if (set_log_level(log_level)) return true;
   std::cerr << "error: unknown log level '" << log_level

@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "stateroom/server.hpp"
+#include "stateroom/wasm.hpp"
 
 namespace stateroom::cli {
 
@@ -22,6 +23,9 @@ std::optional<RoomGrace> parse_room_grace(std::string_view text);
 /// Registers the server options on `app`; parsed values land in `options` and `log_level`.
 /// `log_level` starts as the STATEROOM_LOG environment variable, or `info`.
 void add_server_options(CLI::App& app, ServerOptions& options, std::string& log_level);
+
+/// Registers the WebAssembly sandbox limits and loading options on `app`.
+void add_wasm_options(CLI::App& app, wasm::Limits& limits, wasm::LoadOptions& load);
 
 /// Applies `log_level`; returns false after printing an error when it is not a level.
 bool apply_log_level(const std::string& log_level);

@@ -1,0 +1,81 @@
+#include <stdexcept>
+#include <string>
+
+#include "engine_impl.hpp"
+
+namespace stateroom::wasm {
+
+namespace {
+
+detail::EngineHandle make_engine(const Limits& limits) {
+  wasm_config_t* config = wasm_config_new();
+  // Guests are interrupted by epochs (a cheap check at loop heads and calls), not fuel.
+  wasmtime_config_epoch_interruption_set(config, true);
+  // One pool slot per room: instantiation then reuses pre-reserved memory instead of mapping it.
+  wasmtime_pooling_allocation_config_t* pool = wasmtime_pooling_allocation_config_new();
+  wasmtime_pooling_allocation_config_total_core_instances_set(pool, limits.max_instances);
+  wasmtime_pooling_allocation_config_total_memories_set(pool, limits.max_instances);
+  wasmtime_pooling_allocation_config_total_tables_set(pool, limits.max_instances);
+  // A paused guest keeps its stack: one per room.
+  wasmtime_pooling_allocation_config_total_stacks_set(pool, limits.max_instances);
+  wasmtime_pooling_allocation_config_max_memory_size_set(pool, static_cast<std::size_t>(limits.memory_bytes));
+  wasmtime_pooling_allocation_strategy_set(config, pool);
+  wasmtime_pooling_allocation_config_delete(pool);
+  wasm_engine_t* engine = wasm_engine_new_with_config(config);
+  if (!engine) throw std::runtime_error("the WebAssembly runtime could not start (see the log above)");
+  return detail::EngineHandle(engine);
+}
+
+}  // namespace
+
+Engine::Impl::Impl(Limits limits_in) : limits(limits_in), engine(make_engine(limits)) {
+  ticker_ = std::thread([this] { tick_epochs(); });
+}
+
+Engine::Impl::~Impl() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  ticker_.join();
+}
+
+void Engine::Impl::tick_epochs() {
+  std::unique_lock lock(mutex_);
+  auto next = std::chrono::steady_clock::now() + tick;
+  while (!wake_.wait_until(lock, next, [this] { return stopping_; })) {
+    wasmtime_engine_increment_epoch(engine.get());
+    next += tick;
+    const auto now = std::chrono::steady_clock::now();
+    if (next < now) next = now + tick;  // after a stall, do not catch up in a burst
+  }
+}
+
+bool Engine::Impl::acquire_instance() noexcept {
+  std::uint32_t live = live_instances.load(std::memory_order_relaxed);
+  do {
+    if (live >= limits.max_instances) return false;
+  } while (!live_instances.compare_exchange_weak(live, live + 1, std::memory_order_relaxed));
+  return true;
+}
+
+void Engine::Impl::release_instance() noexcept { live_instances.fetch_sub(1, std::memory_order_relaxed); }
+
+Engine::Engine(Limits limits) {
+  if (limits.memory_bytes < 65536)
+    throw std::invalid_argument("the memory limit must be at least 64 KiB (one WebAssembly page)");
+  if (limits.cpu_time_per_event.count() <= 0) throw std::invalid_argument("the CPU time limit must be positive");
+  if (limits.max_instances == 0) throw std::invalid_argument("the instance limit must be at least 1");
+  impl_ = std::make_unique<Impl>(limits);
+}
+
+Engine::~Engine() = default;
+
+const Limits& Engine::limits() const noexcept { return impl_->limits; }
+
+std::uint32_t Engine::live_instances() const noexcept {
+  return impl_->live_instances.load(std::memory_order_relaxed);
+}
+
+}  // namespace stateroom::wasm

@@ -1,0 +1,486 @@
+#include "guest_service.hpp"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <cstring>
+#include <utility>
+
+#include "stateroom/codec.hpp"
+
+// Defined by our Wasmtime wrapper crate (third_party/wasmtime/src/lib.rs): memory growth past the
+// cap traps instead of returning -1.
+extern "C" void stateroom_store_limits_trapping(wasmtime_context_t* context, std::int64_t memory_size,
+                                                std::int64_t table_elements);
+
+namespace stateroom::wasm::detail {
+
+namespace {
+
+constexpr std::size_t max_output_line = 4096;
+
+std::uint32_t u32(const wasmtime_val_t& v) noexcept { return static_cast<std::uint32_t>(v.of.i32); }
+
+std::string trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\n')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\n')) s.remove_suffix(1);
+  return std::string(s);
+}
+
+/// What Wasmtime says about a failed call, reduced to its cause (its backtrace stays out of the
+/// one-line reason; the cause is what a reader needs).
+std::string explain(std::string raw, const Limits& limits) {
+  std::string_view text = raw;
+  if (auto at = text.rfind("Caused by:"); at != std::string_view::npos) {
+    text.remove_prefix(at + 10);
+  } else if (auto nl = text.find('\n'); nl != std::string_view::npos) {
+    text = text.substr(0, nl);
+  }
+  std::string cause = trim(text);
+  if (cause.starts_with("0: ")) cause.erase(0, 3);
+  if (cause.find("growing memory") != std::string::npos || cause.find("grow memory") != std::string::npos)
+    return fmt::format("the guest's memory reached its limit of {} bytes ({})", limits.memory_bytes, cause);
+  return "the guest trapped: " + cause;
+}
+
+}  // namespace
+
+GuestService::GuestService(std::shared_ptr<const Module::Impl> module, std::string room_id)
+    : module_(std::move(module)), room_id_(std::move(room_id)) {}
+
+GuestService::~GuestService() {
+  // Deleting an unfinished call unwinds the guest's stack first.
+  if (future_) wasmtime_call_future_delete(future_);
+  if (call_trap_) wasm_trap_delete(call_trap_);
+  if (call_error_) wasmtime_error_delete(call_error_);
+  flush_output();
+  store_.reset();
+  if (holds_slot_) module_->runtime().release_instance();
+}
+
+std::optional<std::string> GuestService::start() {
+  auto& runtime = module_->runtime();
+  const Limits& limits = runtime.limits;
+  if (!runtime.acquire_instance())
+    return fmt::format("the limit of {} WebAssembly instances (rooms) is reached", limits.max_instances);
+  holds_slot_ = true;
+
+  store_.reset(wasmtime_store_new(runtime.engine.get(), this, nullptr));
+  context_ = wasmtime_store_context(store_.get());
+  wasmtime_store_limiter(store_.get(), static_cast<std::int64_t>(limits.memory_bytes), -1, -1, -1, -1);
+  stateroom_store_limits_trapping(context_, static_cast<std::int64_t>(limits.memory_bytes), -1);
+  wasmtime_store_epoch_deadline_callback(store_.get(), on_deadline, this, nullptr);
+
+  // WASI: output goes to the log, clocks and random work, and there is nothing else to reach.
+  wasi_config_t* wasi = wasi_config_new();
+  wasi_config_set_stdout_custom(wasi, on_stdout, this, nullptr);
+  wasi_config_set_stderr_custom(wasi, on_stderr, this, nullptr);
+  if (wasmtime_error_t* error = wasmtime_context_set_wasi(context_, wasi))
+    return "setting up WASI failed: " + take_message(error);
+
+  // Instantiation cannot pause; a start function still gets the per-event allowance.
+  synchronous_ = true;
+  event_time_ = {};
+  slice_start_ = Clock::now();
+  wasmtime_context_set_epoch_deadline(context_, 1);
+  wasm_trap_t* trap = nullptr;
+  wasmtime_error_t* error = wasmtime_instance_pre_instantiate(module_->pre.get(), context_, &instance_, &trap);
+  synchronous_ = false;
+  if (error) return "instantiating the module failed: " + (fault_.empty() ? take_message(error) : fault_);
+  if (trap) return fault_.empty() ? explain(take_message(trap), limits) : fault_;
+
+  auto get = [&](const char* name, wasmtime_extern_kind_t kind, auto& out) {
+    wasmtime_extern_t item;
+    if (!wasmtime_instance_export_get(context_, &instance_, name, std::strlen(name), &item)) return false;
+    if (item.kind != kind) return false;
+    if constexpr (std::is_same_v<std::decay_t<decltype(out)>, wasmtime_memory_t>) {
+      out = item.of.memory;
+    } else {
+      out = item.of.func;
+    }
+    return true;
+  };
+  bool ok = get("memory", WASMTIME_EXTERN_MEMORY, memory_);
+  if (module_->has_initialize) ok &= get("_initialize", WASMTIME_EXTERN_FUNC, initialize_);
+  if (module_->abi == Abi::v2) {
+    ok &= get("stateroom_malloc", WASMTIME_EXTERN_FUNC, malloc_) && get("stateroom_free", WASMTIME_EXTERN_FUNC, free_) &&
+          get("stateroom_recv", WASMTIME_EXTERN_FUNC, recv_);
+  } else {
+    ok &= get("jam_malloc", WASMTIME_EXTERN_FUNC, malloc_) && get("jam_free", WASMTIME_EXTERN_FUNC, free_) &&
+          get("initialize", WASMTIME_EXTERN_FUNC, v1_initialize_) &&
+          get("connect", WASMTIME_EXTERN_FUNC, v1_connect_) &&
+          get("disconnect", WASMTIME_EXTERN_FUNC, v1_disconnect_) &&
+          get("timer", WASMTIME_EXTERN_FUNC, v1_timer_) && get("message", WASMTIME_EXTERN_FUNC, v1_message_) &&
+          get("binary", WASMTIME_EXTERN_FUNC, v1_binary_);
+  }
+  if (!ok) return std::string("the instance lacks an export its module declares");
+  return std::nullopt;
+}
+
+std::optional<std::string> GuestService::probe() {
+  if (auto error = start()) return error;
+  if (module_->has_initialize) {
+    plan({Step::initialize, Step::check_version});
+  } else {
+    plan({Step::check_version});
+  }
+  advance();
+  while (future_ && !failed_) advance();
+  if (failed_) return failure_;
+  return std::nullopt;
+}
+
+// --- events ---------------------------------------------------------------------------------------
+
+void GuestService::plan(std::initializer_list<Step> steps) {
+  step_count_ = 0;
+  for (Step s : steps) steps_[step_count_++] = s;
+  next_step_ = 0;
+}
+
+void GuestService::set_entry(const wasmtime_func_t& func, std::initializer_list<std::int32_t> args,
+                             bool takes_buffer) {
+  entry_ = func;
+  entry_arg_count_ = 0;
+  for (std::int32_t a : args) entry_args_[entry_arg_count_++] = a;
+  entry_takes_buffer_ = takes_buffer;
+}
+
+void GuestService::deliver_v2(const codec::MessageToProcess& event, Context& ctx) {
+  buffer_.resize(codec::encoded_size(event));
+  codec::encode_to(event, reinterpret_cast<std::uint8_t*>(buffer_.data()));
+  set_entry(recv_, {}, true);
+  plan({Step::allocate, Step::deliver, Step::release});
+  begin(ctx);
+}
+
+void GuestService::init(Context& ctx) {
+  if (module_->abi == Abi::v2) {
+    buffer_ = codec::encode(codec::MessageToProcess{codec::MessageToProcess::Kind::init});
+    set_entry(recv_, {}, true);
+    if (module_->has_initialize) {
+      plan({Step::initialize, Step::check_version, Step::allocate, Step::deliver, Step::release});
+    } else {
+      plan({Step::check_version, Step::allocate, Step::deliver, Step::release});
+    }
+  } else {
+    // v1 constructs its service from the room id, then shows its version globals.
+    buffer_ = room_id_;
+    set_entry(v1_initialize_, {}, true);
+    if (module_->has_initialize) {
+      plan({Step::initialize, Step::allocate, Step::deliver, Step::release, Step::check_version});
+    } else {
+      plan({Step::allocate, Step::deliver, Step::release, Step::check_version});
+    }
+  }
+  begin(ctx);
+}
+
+void GuestService::connect(ClientId client, Context& ctx) {
+  if (module_->abi == Abi::v2) {
+    deliver_v2({codec::MessageToProcess::Kind::connect, client}, ctx);
+    return;
+  }
+  set_entry(v1_connect_, {static_cast<std::int32_t>(client.value)}, false);
+  plan({Step::deliver});
+  begin(ctx);
+}
+
+void GuestService::disconnect(ClientId client, Context& ctx) {
+  if (module_->abi == Abi::v2) {
+    deliver_v2({codec::MessageToProcess::Kind::disconnect, client}, ctx);
+    return;
+  }
+  set_entry(v1_disconnect_, {static_cast<std::int32_t>(client.value)}, false);
+  plan({Step::deliver});
+  begin(ctx);
+}
+
+void GuestService::message(ClientId sender, const MessagePayload& payload, Context& ctx) {
+  if (module_->abi == Abi::v2) {
+    buffer_.resize(codec::encoded_message_size(payload));
+    codec::encode_message_to(sender, payload, reinterpret_cast<std::uint8_t*>(buffer_.data()));
+    set_entry(recv_, {}, true);
+  } else {
+    buffer_.assign(payload.view());
+    set_entry(payload.is_text() ? v1_message_ : v1_binary_, {static_cast<std::int32_t>(sender.value)}, true);
+  }
+  plan({Step::allocate, Step::deliver, Step::release});
+  begin(ctx);
+}
+
+void GuestService::timer(Context& ctx) {
+  if (module_->abi == Abi::v2) {
+    deliver_v2({codec::MessageToProcess::Kind::timer}, ctx);
+    return;
+  }
+  if (v1_timer_cancelled_) return;  // v1's set_timer(0) cancels; the room's timer cannot be unset
+  set_entry(v1_timer_, {}, false);
+  plan({Step::deliver});
+  begin(ctx);
+}
+
+void GuestService::begin(Context& ctx) {
+  if (failed_) return;
+  event_time_ = {};
+  resume(ctx);
+}
+
+void GuestService::resume(Context& ctx) {
+  ctx_ = &ctx;
+  advance();
+  ctx_ = nullptr;
+}
+
+void GuestService::advance() {
+  while (!failed_) {
+    if (future_) {
+      slice_start_ = Clock::now();
+      if (!wasmtime_call_future_poll(future_)) return;  // paused: the room resumes us later
+      wasmtime_call_future_delete(future_);
+      future_ = nullptr;
+      if (!finish_call()) return;
+    }
+    if (next_step_ == step_count_) return;
+    current_step_ = steps_[next_step_++];
+    const auto size = static_cast<std::int32_t>(buffer_.size());
+    switch (current_step_) {
+      case Step::initialize:
+        start_call(initialize_, {}, 0, 0);
+        break;
+      case Step::check_version:
+        if (auto error = check_versions()) {
+          fail(std::move(*error));
+          return;
+        }
+        break;
+      case Step::allocate: {
+        const std::int32_t args[] = {size};
+        start_call(malloc_, args, 1, 1);
+        break;
+      }
+      case Step::deliver: {
+        std::int32_t args[4];
+        std::size_t n = 0;
+        for (std::size_t i = 0; i < entry_arg_count_; ++i) args[n++] = entry_args_[i];
+        if (entry_takes_buffer_) {
+          args[n++] = static_cast<std::int32_t>(buffer_ptr_);
+          args[n++] = size;
+        }
+        start_call(entry_, args, n, 0);
+        break;
+      }
+      case Step::release: {
+        const std::int32_t args[] = {static_cast<std::int32_t>(buffer_ptr_), size};
+        start_call(free_, args, 2, 0);
+        break;
+      }
+    }
+  }
+}
+
+void GuestService::start_call(const wasmtime_func_t& func, const std::int32_t* args, std::size_t nargs,
+                              std::size_t nresults) {
+  call_func_ = func;
+  for (std::size_t i = 0; i < nargs; ++i) {
+    call_args_[i].kind = WASMTIME_I32;
+    call_args_[i].of.i32 = args[i];
+  }
+  call_trap_ = nullptr;
+  call_error_ = nullptr;
+  wasmtime_context_set_epoch_deadline(context_, 1);
+  future_ = wasmtime_func_call_async(context_, &call_func_, call_args_.data(), nargs, call_results_.data(), nresults,
+                                     &call_trap_, &call_error_);
+}
+
+bool GuestService::finish_call() {
+  if (call_trap_ || call_error_) {
+    std::string raw = call_trap_ ? take_message(call_trap_) : take_message(call_error_);
+    call_trap_ = nullptr;
+    call_error_ = nullptr;
+    fail(fault_.empty() ? explain(std::move(raw), module_->runtime().limits) : fault_);
+    return false;
+  }
+  if (current_step_ == Step::allocate) {
+    buffer_ptr_ = u32(call_results_[0]);
+    const auto size = static_cast<std::uint32_t>(buffer_.size());
+    std::uint8_t* target = guest_memory(context_, buffer_ptr_, size);
+    if (!target) {
+      fail(fmt::format("the guest's allocator returned {} for {} bytes, outside its memory", buffer_ptr_, size));
+      return false;
+    }
+    if (size) std::memcpy(target, buffer_.data(), size);
+  }
+  return true;
+}
+
+void GuestService::fail(std::string reason) {
+  failed_ = true;
+  flush_output();
+  failure_ = std::move(reason);
+  if (ctx_) ctx_->fail(failure_);
+}
+
+std::optional<std::string> GuestService::check_versions() {
+  const bool v2 = module_->abi == Abi::v2;
+  struct Expected {
+    const char* global;
+    const char* what;
+    std::int32_t value;
+  };
+  const Expected expected[] = {
+      {v2 ? "STATEROOM_API_VERSION" : "JAMSOCKET_API_VERSION", "API version", 1},
+      {v2 ? "STATEROOM_API_PROTOCOL" : "JAMSOCKET_API_PROTOCOL", "API protocol", 0},
+  };
+  for (const auto& e : expected) {
+    wasmtime_extern_t item;
+    if (!wasmtime_instance_export_get(context_, &instance_, e.global, std::strlen(e.global), &item) ||
+        item.kind != WASMTIME_EXTERN_GLOBAL)
+      return fmt::format("the module lacks the global export `{}`", e.global);
+    wasmtime_val_t address;
+    wasmtime_global_get(context_, &item.of.global, &address);
+    const std::uint8_t* at = guest_memory(context_, u32(address), 4);
+    if (!at) return fmt::format("`{}` holds address {}, outside the module's memory", e.global, u32(address));
+    std::uint32_t raw = 0;
+    for (int i = 0; i < 4; ++i) raw |= static_cast<std::uint32_t>(at[i]) << (8 * i);
+    const auto value = static_cast<std::int32_t>(raw);
+    if (value != e.value)
+      return fmt::format("the module speaks {} {}, the host supports {} (`{}`)", e.what, value, e.value, e.global);
+  }
+  return std::nullopt;
+}
+
+std::uint8_t* GuestService::guest_memory(wasmtime_context_t* context, std::uint32_t ptr, std::uint32_t len) {
+  const std::size_t size = wasmtime_memory_data_size(context, &memory_);
+  if (static_cast<std::uint64_t>(ptr) + len > size) return nullptr;
+  return wasmtime_memory_data(context, &memory_) + ptr;
+}
+
+// --- imports --------------------------------------------------------------------------------------
+
+namespace {
+
+GuestService& self_of(wasmtime_caller_t* caller) {
+  return *static_cast<GuestService*>(wasmtime_context_get_data(wasmtime_caller_context(caller)));
+}
+
+}  // namespace
+
+wasm_trap_t* GuestService::guest_fault(std::string reason) {
+  fault_ = std::move(reason);
+  return wasmtime_trap_new(fault_.data(), fault_.size());
+}
+
+wasm_trap_t* GuestService::on_send_v2(void*, wasmtime_caller_t* caller, const wasmtime_val_t* args, std::size_t,
+                                      wasmtime_val_t*, std::size_t) {
+  GuestService& self = self_of(caller);
+  wasmtime_context_t* context = wasmtime_caller_context(caller);
+  const std::uint32_t ptr = u32(args[0]), len = u32(args[1]);
+  const std::uint8_t* bytes = self.guest_memory(context, ptr, len);
+  if (!bytes)
+    return self.guest_fault(fmt::format("stateroom_send({}, {}): the range lies outside the guest's memory ({} bytes)",
+                                        ptr, len, wasmtime_memory_data_size(context, &self.memory_)));
+  auto decoded = codec::decode_from_process({bytes, len});
+  if (!decoded.ok())
+    return self.guest_fault(fmt::format("stateroom_send: undecodable message ({})", codec::describe(decoded.error)));
+  if (!self.ctx_) return nullptr;  // loading: there is no room to act on
+  auto& message = decoded.value;
+  if (message.kind == codec::MessageFromProcess::Kind::message) {
+    self.ctx_->send(message.recipient, std::move(message.payload));
+  } else {
+    self.ctx_->set_timer(message.ms_delay);
+  }
+  return nullptr;
+}
+
+wasm_trap_t* GuestService::send_v1(wasmtime_caller_t* caller, std::int32_t recipient, std::uint32_t ptr,
+                                   std::uint32_t len, PayloadKind kind) {
+  wasmtime_context_t* context = wasmtime_caller_context(caller);
+  const char* function = kind == PayloadKind::text ? "send_message" : "send_binary";
+  const std::uint8_t* bytes = guest_memory(context, ptr, len);
+  if (!bytes)
+    return guest_fault(fmt::format("{}({}, {}, {}): the range lies outside the guest's memory ({} bytes)", function,
+                                   recipient, ptr, len, wasmtime_memory_data_size(context, &memory_)));
+  std::string data(reinterpret_cast<const char*>(bytes), len);
+  if (kind == PayloadKind::text && !codec::is_valid_utf8(data))
+    return guest_fault(fmt::format("{}: the text is not valid UTF-8", function));
+  if (!ctx_) return nullptr;
+  // 0 = everyone, n > 0 = client n, n < 0 = everyone except client -n.
+  MessageRecipient to = broadcast();
+  if (recipient > 0) to = ClientId{static_cast<std::uint32_t>(recipient)};
+  if (recipient < 0) to = everyone_except(ClientId{static_cast<std::uint32_t>(-static_cast<std::int64_t>(recipient))});
+  ctx_->send(to, MessagePayload::of_kind(kind, std::move(data)));
+  return nullptr;
+}
+
+wasm_trap_t* GuestService::on_send_text_v1(void*, wasmtime_caller_t* caller, const wasmtime_val_t* args,
+                                           std::size_t, wasmtime_val_t*, std::size_t) {
+  return self_of(caller).send_v1(caller, args[0].of.i32, u32(args[1]), u32(args[2]), PayloadKind::text);
+}
+
+wasm_trap_t* GuestService::on_send_binary_v1(void*, wasmtime_caller_t* caller, const wasmtime_val_t* args,
+                                             std::size_t, wasmtime_val_t*, std::size_t) {
+  return self_of(caller).send_v1(caller, args[0].of.i32, u32(args[1]), u32(args[2]), PayloadKind::binary);
+}
+
+wasm_trap_t* GuestService::on_set_timer_v1(void*, wasmtime_caller_t* caller, const wasmtime_val_t* args,
+                                           std::size_t, wasmtime_val_t*, std::size_t) {
+  GuestService& self = self_of(caller);
+  const std::uint32_t ms = u32(args[0]);
+  self.v1_timer_cancelled_ = ms == 0;
+  if (ms != 0 && self.ctx_) self.ctx_->set_timer(ms);
+  return nullptr;
+}
+
+// --- deadlines and output -------------------------------------------------------------------------
+
+wasmtime_error_t* GuestService::on_deadline(wasmtime_context_t*, void* data, std::uint64_t* delta,
+                                            wasmtime_update_deadline_kind_t* kind) {
+  auto& self = *static_cast<GuestService*>(data);
+  const auto now = Clock::now();
+  self.event_time_ += now - self.slice_start_;
+  self.slice_start_ = now;
+  const auto allowance = self.module_->runtime().limits.cpu_time_per_event;
+  if (self.event_time_ >= allowance) {
+    self.fault_ = fmt::format("the guest ran past its CPU time allowance of {} ms for one event", allowance.count());
+    return wasmtime_error_new(self.fault_.c_str());
+  }
+  *delta = 1;
+  *kind = self.synchronous_ ? WASMTIME_UPDATE_DEADLINE_CONTINUE : WASMTIME_UPDATE_DEADLINE_YIELD;
+  return nullptr;
+}
+
+std::ptrdiff_t GuestService::on_stdout(void* data, const unsigned char* bytes, std::size_t len) {
+  auto& self = *static_cast<GuestService*>(data);
+  self.log_output(self.stdout_line_, bytes, len, false);
+  return static_cast<std::ptrdiff_t>(len);
+}
+
+std::ptrdiff_t GuestService::on_stderr(void* data, const unsigned char* bytes, std::size_t len) {
+  auto& self = *static_cast<GuestService*>(data);
+  self.log_output(self.stderr_line_, bytes, len, true);
+  return static_cast<std::ptrdiff_t>(len);
+}
+
+void GuestService::log_output(std::string& line, const unsigned char* data, std::size_t len, bool error) {
+  auto emit = [&] {
+    spdlog::log(error ? spdlog::level::warn : spdlog::level::info, "room '{}' {}: {}", room_id_,
+                error ? "stderr" : "stdout", line);
+    line.clear();
+  };
+  for (std::size_t i = 0; i < len; ++i) {
+    if (data[i] == '\n') {
+      emit();
+    } else {
+      line.push_back(static_cast<char>(data[i]));
+      if (line.size() >= max_output_line) emit();
+    }
+  }
+}
+
+void GuestService::flush_output() {
+  if (!stdout_line_.empty()) log_output(stdout_line_, reinterpret_cast<const unsigned char*>("\n"), 1, false);
+  if (!stderr_line_.empty()) log_output(stderr_line_, reinterpret_cast<const unsigned char*>("\n"), 1, true);
+}
+
+}  // namespace stateroom::wasm::detail

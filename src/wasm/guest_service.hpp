@@ -1,0 +1,131 @@
+// GuestService: one room's sandboxed instance of a module, driven through the module interface.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "module_impl.hpp"
+#include "stateroom/codec.hpp"
+#include "stateroom/service.hpp"
+
+namespace stateroom::wasm::detail {
+
+/// A room's instance. Every event becomes a short plan of guest calls (allocate a buffer, write the
+/// encoded event, deliver it, free the buffer); the calls run on a separate stack that pauses every
+/// engine tick, so a long-running guest reports `pending()` and the room resumes it later. Anything
+/// the guest gets wrong ends the room through Context::fail with the reason.
+class GuestService final : public Service {
+ public:
+  GuestService(std::shared_ptr<const Module::Impl> module, std::string room_id);
+  ~GuestService() override;
+  GuestService(const GuestService&) = delete;
+  GuestService& operator=(const GuestService&) = delete;
+
+  /// Instantiates the module. The reason when it fails.
+  std::optional<std::string> start();
+  /// For loading: starts, runs `_initialize` and checks the version globals, to completion.
+  std::optional<std::string> probe();
+
+  void init(Context& ctx) override;
+  void connect(ClientId client, Context& ctx) override;
+  void disconnect(ClientId client, Context& ctx) override;
+  void message(ClientId sender, const MessagePayload& payload, Context& ctx) override;
+  void timer(Context& ctx) override;
+  bool pending() const noexcept override { return future_ != nullptr; }
+  void resume(Context& ctx) override;
+
+  // Imports: the guest calls these during a delivery.
+  static wasm_trap_t* on_send_v2(void*, wasmtime_caller_t*, const wasmtime_val_t*, std::size_t, wasmtime_val_t*,
+                                 std::size_t);
+  static wasm_trap_t* on_send_text_v1(void*, wasmtime_caller_t*, const wasmtime_val_t*, std::size_t,
+                                      wasmtime_val_t*, std::size_t);
+  static wasm_trap_t* on_send_binary_v1(void*, wasmtime_caller_t*, const wasmtime_val_t*, std::size_t,
+                                        wasmtime_val_t*, std::size_t);
+  static wasm_trap_t* on_set_timer_v1(void*, wasmtime_caller_t*, const wasmtime_val_t*, std::size_t,
+                                      wasmtime_val_t*, std::size_t);
+
+ private:
+  /// One step of an event's plan.
+  enum class Step : std::uint8_t {
+    initialize,     ///< call `_initialize`
+    check_version,  ///< read the version globals through memory
+    allocate,       ///< call the allocator for `buffer_`, then copy it in
+    deliver,        ///< call `entry_` with `entry_args_` (+ the buffer's pointer and length)
+    release,        ///< free the buffer
+  };
+  using Clock = std::chrono::steady_clock;
+
+  /// Runs a new event's plan as far as it goes without pausing.
+  void begin(Context& ctx);
+  /// Advances the plan: polls the call in flight, starts the next steps. Stops when the plan is
+  /// done, a call pauses, or the room failed.
+  void advance();
+  void start_call(const wasmtime_func_t& func, const std::int32_t* args, std::size_t nargs, std::size_t nresults);
+  /// Checks the call that just finished; false (room failed) on a trap.
+  bool finish_call();
+  void fail(std::string reason);
+  std::optional<std::string> check_versions();
+  /// `len` bytes of guest memory at `ptr`, or null when they are not all inside it.
+  std::uint8_t* guest_memory(wasmtime_context_t* context, std::uint32_t ptr, std::uint32_t len);
+  void plan(std::initializer_list<Step> steps);
+  void set_entry(const wasmtime_func_t& func, std::initializer_list<std::int32_t> args, bool takes_buffer);
+  /// Delivers a v2 event without a payload.
+  void deliver_v2(const codec::MessageToProcess& event, Context& ctx);
+
+  wasm_trap_t* send_v1(wasmtime_caller_t* caller, std::int32_t recipient, std::uint32_t ptr, std::uint32_t len,
+                       PayloadKind kind);
+  /// Records `reason` as the cause of the trap it returns.
+  wasm_trap_t* guest_fault(std::string reason);
+  static wasmtime_error_t* on_deadline(wasmtime_context_t*, void* self, std::uint64_t* delta,
+                                       wasmtime_update_deadline_kind_t* kind);
+  static std::ptrdiff_t on_stdout(void* self, const unsigned char* data, std::size_t len);
+  static std::ptrdiff_t on_stderr(void* self, const unsigned char* data, std::size_t len);
+  void log_output(std::string& pending, const unsigned char* data, std::size_t len, bool error);
+  void flush_output();
+
+  std::shared_ptr<const Module::Impl> module_;
+  const std::string room_id_;
+  bool holds_slot_ = false;
+  StoreHandle store_;
+  wasmtime_context_t* context_ = nullptr;
+  wasmtime_instance_t instance_{};
+  wasmtime_memory_t memory_{};
+  wasmtime_func_t malloc_{}, free_{}, recv_{}, initialize_{};
+  wasmtime_func_t v1_initialize_{}, v1_connect_{}, v1_disconnect_{}, v1_timer_{}, v1_message_{}, v1_binary_{};
+
+  // The plan of the event being handled.
+  std::array<Step, 6> steps_{};
+  std::uint8_t step_count_ = 0, next_step_ = 0;
+  Step current_step_ = Step::deliver;
+  std::string buffer_;  ///< what `allocate` writes into guest memory
+  std::uint32_t buffer_ptr_ = 0;
+  wasmtime_func_t entry_{};
+  std::array<std::int32_t, 2> entry_args_{};
+  std::uint8_t entry_arg_count_ = 0;
+  bool entry_takes_buffer_ = false;
+
+  // The call in flight; Wasmtime holds on to these until the future is deleted.
+  wasmtime_call_future_t* future_ = nullptr;
+  wasmtime_func_t call_func_{};
+  std::array<wasmtime_val_t, 4> call_args_{};
+  std::array<wasmtime_val_t, 1> call_results_{};
+  wasm_trap_t* call_trap_ = nullptr;
+  wasmtime_error_t* call_error_ = nullptr;
+
+  Context* ctx_ = nullptr;  ///< the room, while a handler or resume runs
+  bool failed_ = false;
+  std::string failure_;  ///< why the room failed
+  std::string fault_;  ///< why the host made the guest trap, when it did
+  bool synchronous_ = false;  ///< outside a pausable call (instantiation): deadlines cannot pause
+  Clock::duration event_time_{};  ///< guest time spent on the current event
+  Clock::time_point slice_start_{};
+  bool v1_timer_cancelled_ = false;
+  std::string stdout_line_, stderr_line_;
+};
+
+}  // namespace stateroom::wasm::detail

@@ -1,0 +1,25 @@
+// Module::Impl: one compiled, checked and pre-linked module, shared by the rooms that run it.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "engine_impl.hpp"
+#include "stateroom/wasm.hpp"
+#include "wasmtime_util.hpp"
+
+namespace stateroom::wasm {
+
+struct Module::Impl {
+  std::shared_ptr<Engine> engine;
+  std::string name;  ///< the file, for messages
+  Abi abi = Abi::v2;
+  bool has_initialize = false;  ///< exports the WASI reactor constructor `_initialize`
+  detail::ModuleHandle module;
+  detail::LinkerHandle linker;
+  detail::InstancePreHandle pre;
+
+  Engine::Impl& runtime() const noexcept { return engine->impl(); }
+};
+
+}  // namespace stateroom::wasm

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""End-to-end test of counter-native with an independent client: Python `websockets`.
+"""End-to-end test of the counter with an independent client: Python `websockets`.
 
 Usage: counter_test.py PATH/TO/counter-native
+       counter_test.py PATH/TO/stateroom serve PATH/TO/counter.wasm
 Starts the server on a free port, runs the seed's quick start as a user would, then stops the
 server with SIGTERM and checks the graceful shutdown. Exits non-zero on any failure.
 """
@@ -74,8 +75,8 @@ async def test_graceful_shutdown(base, server):
 
 
 def main():
-    binary = sys.argv[1]
-    server = subprocess.Popen([binary, "--port", "0", "--host", "127.0.0.1"], stdout=subprocess.PIPE,
+    command = sys.argv[1:]  # the server's command line: counter-native, or stateroom serve counter.wasm
+    server = subprocess.Popen(command + ["--port", "0", "--host", "127.0.0.1"], stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
     port = None
     for line in server.stdout:

@@ -1,5 +1,5 @@
-// Every example, run as the user runs it (its server binary on a free port), driven by a real
-// WebSocket client. Each example runs under every launcher in `launchers()`.
+// Every example, run as the user runs it (its server on a free port), driven by a real WebSocket
+// client. Each example runs under every launcher in `launchers()`: natively and as WebAssembly.
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -23,8 +23,15 @@ std::vector<std::string> native_command(const std::string& example) {
   return {std::string(STATEROOM_BIN_DIR) + "/" + example + "-native", "--threads", "2"};
 }
 
+std::vector<std::string> wasm_command(const std::string& example) {
+  return {std::string(STATEROOM_BIN_DIR) + "/stateroom", "serve", std::string(STATEROOM_WASM_DIR) + "/" + example + ".wasm",
+          "--threads", "2"};
+}
+
+/// The same example, as a native server and as a WebAssembly module served by `stateroom serve`:
+/// every test below must observe exactly the same behaviour from both.
 std::vector<Launcher> launchers() {
-  return {{"native", &native_command}};
+  return {{"native", &native_command}, {"wasm", &wasm_command}};
 }
 
 class Examples : public ::testing::TestWithParam<Launcher> {

@@ -44,9 +44,9 @@ struct ServerOptions {
   /// How long a close handshake (and a graceful shutdown) may take before the socket is dropped.
   std::chrono::milliseconds close_timeout = std::chrono::seconds(5);
   /// Files served at `/` (directories serve their index.html); empty = none.
-  std::string static_dir;
+  std::string static_dir{};
   /// Files served at `/client`; empty = none.
-  std::string client_dir;
+  std::string client_dir{};
 };
 
 /// Why a call failed, when it did.

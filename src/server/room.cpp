@@ -56,6 +56,7 @@ void Room::deliver(Event&& event) {
     queue_.push_back(std::move(event));
     return;
   }
+  const auto keep_alive = shared_from_this();  // a failing handler ends the room and drops the registry's reference
   running_ = true;
   run_queue(invoke(event));
 }

@@ -27,6 +27,13 @@ std::string trim(std::string_view s) {
   return std::string(s);
 }
 
+std::string format_bytes(std::uint64_t bytes) {
+  if (bytes % (1ull << 30) == 0) return fmt::format("{} GiB", bytes >> 30);
+  if (bytes % (1ull << 20) == 0) return fmt::format("{} MiB", bytes >> 20);
+  if (bytes % (1ull << 10) == 0) return fmt::format("{} KiB", bytes >> 10);
+  return fmt::format("{} bytes", bytes);
+}
+
 /// What Wasmtime says about a failed call, reduced to its cause (its backtrace stays out of the
 /// one-line reason; the cause is what a reader needs).
 std::string explain(std::string raw, const Limits& limits) {
@@ -39,7 +46,7 @@ std::string explain(std::string raw, const Limits& limits) {
   std::string cause = trim(text);
   if (cause.starts_with("0: ")) cause.erase(0, 3);
   if (cause.find("growing memory") != std::string::npos || cause.find("grow memory") != std::string::npos)
-    return fmt::format("the guest's memory reached its limit of {} bytes ({})", limits.memory_bytes, cause);
+    return fmt::format("the guest's memory reached its limit of {} ({})", format_bytes(limits.memory_bytes), cause);
   return "the guest trapped: " + cause;
 }
 

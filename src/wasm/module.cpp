@@ -213,8 +213,8 @@ void check_imports(const wasmtime_module_t* module, Abi abi, const std::string& 
         if (what == f.name) known = &f;
     if (!known) {
       std::string offered;
-      for (const auto& f : env) offered += fmt::format("env.{}, ", f.name);
-      problem = fmt::format("unknown import `{}.{}`: a module speaking interface {} may import only {}and WASI "
+      for (const auto& f : env) offered += fmt::format("{}env.{}", offered.empty() ? "" : ", ", f.name);
+      problem = fmt::format("unknown import `{}.{}`: a module speaking interface {} may import only {} and WASI "
                             "preview 1 ({}.*)",
                             from, what, abi == Abi::v2 ? "v2" : "v1", offered, wasi_module);
     } else if (wasm_externtype_kind(type) != WASM_EXTERN_FUNC) {

@@ -1,0 +1,379 @@
+// The WebAssembly host against hand-written modules (tests/wasm/*.wat and variants below): what a
+// module must look like to load, the legacy v1 interface, and hostile guests. A misbehaving room
+// must fail alone (its clients closed with 1011) while a neighbouring room keeps answering.
+#include <gtest/gtest.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <fstream>
+#include <thread>
+
+#include "../support/probe_service.hpp"
+#include "../support/ws_client.hpp"
+#include "stateroom/wasm.hpp"
+
+namespace stateroom::test {
+namespace {
+
+using wasm::Abi;
+using wasm::Engine;
+using wasm::Limits;
+using wasm::LoadError;
+using wasm::Module;
+
+const std::string hostile_path = std::string(STATEROOM_TEST_WASM_DIR) + "/hostile.wat";
+const std::string legacy_path = std::string(STATEROOM_TEST_WASM_DIR) + "/legacy_v1.wat";
+
+std::shared_ptr<Engine> engine(Limits limits = {}) {
+  limits.max_instances = std::min<std::uint32_t>(limits.max_instances, 64);  // small pools for tests
+  return std::make_shared<Engine>(limits);
+}
+
+/// The load error for `text` (a module), or "loaded" when it loads.
+std::string load_error(const std::string& text) {
+  try {
+    Module::load_bytes(engine(), text, "test.wat");
+    return "loaded";
+  } catch (const LoadError& e) {
+    return e.what();
+  }
+}
+
+/// A minimal valid v2 module, with `edit` applied: {from, to} replacements of its text.
+std::string v2_module(std::vector<std::pair<std::string, std::string>> edits = {}) {
+  std::string text = R"((module
+  (import "env" "stateroom_send" (func $send (param i32 i32)))
+  (memory (export "memory") 1)
+  (global (export "STATEROOM_API_VERSION") i32 (i32.const 16))
+  (global (export "STATEROOM_API_PROTOCOL") i32 (i32.const 20))
+  (data (i32.const 16) "\01\00\00\00\00\00\00\00")
+  (func (export "stateroom_malloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "stateroom_free") (param i32 i32))
+  (func (export "stateroom_recv") (param i32 i32)))
+)";
+  for (const auto& [from, to] : edits) {
+    const auto at = text.find(from);
+    if (at == std::string::npos) throw std::logic_error("no '" + from + "' in the module");
+    text.replace(at, from.size(), to);
+  }
+  return text;
+}
+
+TEST(WasmLoad, TheBaseModuleLoadsAsV2) {
+  auto module = Module::load_bytes(engine(), v2_module(), "test.wat");
+  EXPECT_EQ(module->abi(), Abi::v2);
+  EXPECT_EQ(module->name(), "test.wat");
+}
+
+TEST(WasmLoad, BuiltExamplesAndTheLegacyModuleLoad) {
+  EXPECT_EQ(Module::load(engine(), std::string(STATEROOM_WASM_DIR) + "/counter.wasm")->abi(), Abi::v2);
+  EXPECT_EQ(Module::load(engine(), legacy_path)->abi(), Abi::v1);
+}
+
+TEST(WasmLoad, EveryProblemIsNamed) {
+  EXPECT_EQ(load_error(v2_module({{"\\01\\00\\00\\00\\00", "\\02\\00\\00\\00\\00"}})),
+            "test.wat: the module speaks API version 2, the host supports 1 (`STATEROOM_API_VERSION`)");
+  EXPECT_EQ(load_error(v2_module({{"\\00\\00\\00\\00\")", "\\07\\00\\00\\00\")"}})),
+            "test.wat: the module speaks API protocol 7, the host supports 0 (`STATEROOM_API_PROTOCOL`)");
+  EXPECT_EQ(load_error(v2_module({{"(i32.const 16))", "(i32.const 65534))"}})),
+            "test.wat: `STATEROOM_API_VERSION` holds address 65534, outside the module's memory");
+  EXPECT_EQ(load_error(v2_module({{"(export \"stateroom_free\")", ""}})),
+            "test.wat: missing export `stateroom_free`, a function (i32, i32) -> () (interface v2)");
+  EXPECT_EQ(load_error(v2_module({{"(export \"memory\")", ""}})),
+            "test.wat: missing export `memory` (interface v2 needs the linear memory exported)");
+  EXPECT_EQ(load_error(v2_module({{"(export \"STATEROOM_API_PROTOCOL\")", ""}})),
+            "test.wat: missing export `STATEROOM_API_PROTOCOL`, an i32 global holding the address of the value");
+  EXPECT_EQ(load_error(v2_module({{"(param i32) (result i32) (i32.const 1024)", "(param i32 i32) (result i32) (i32.const 1024)"}})),
+            "test.wat: export `stateroom_malloc` has type (i32, i32) -> i32, expected (i32) -> i32");
+  EXPECT_EQ(load_error(v2_module({{"(global (export \"STATEROOM_API_VERSION\") i32", "(global (export \"STATEROOM_API_VERSION\") (mut i32)"}})),
+            "test.wat: export `STATEROOM_API_VERSION` must be an immutable i32 global");
+  EXPECT_EQ(load_error(v2_module({{"(memory (export \"memory\") 1)",
+                                   "(import \"env\" \"open_socket\" (func (param i32)))\n  (memory (export \"memory\") 1)"}})),
+            "test.wat: unknown import `env.open_socket`: a module speaking interface v2 may import only "
+            "env.stateroom_send and WASI preview 1 (wasi_snapshot_preview1.*)");
+  EXPECT_EQ(load_error(v2_module({{"(param i32 i32)))\n  (memory", "(param i64)))\n  (memory"}})),
+            "test.wat: import `env.stateroom_send` has type (i64) -> (), expected (i32, i32) -> ()");
+  EXPECT_EQ(load_error("(module)"),
+            "test.wat: not a Stateroom service module: it exports neither `stateroom_recv` (interface v2) nor "
+            "`initialize` and `jam_malloc` (interface v1)");
+  EXPECT_EQ(load_error("hello, I am not a module"),
+            "test.wat: not a WebAssembly module (a binary module starts with \\0asm; a text module with `(module`)");
+  EXPECT_EQ(load_error(""), "test.wat: the file is empty, not a WebAssembly module");
+  EXPECT_EQ(load_error(std::string("\0asm\x01\0\0\0\x01", 9)).rfind("test.wat: invalid WebAssembly module: ", 0), 0u);
+  EXPECT_EQ(load_error("(module (func").rfind("test.wat: invalid WebAssembly text: ", 0), 0u);
+  // A WASI function that does not exist is refused when the module is linked, with its name.
+  const std::string unknown_wasi = load_error(v2_module(
+      {{"(memory (export", "(import \"wasi_snapshot_preview1\" \"no_such_call\" (func))\n  (memory (export"}}));
+  EXPECT_NE(unknown_wasi.find("no_such_call"), std::string::npos) << unknown_wasi;
+  // A trap while the module starts up (here in _initialize) is a load error too.
+  EXPECT_EQ(load_error(v2_module({{"(func (export \"stateroom_free\")", "(func (export \"_initialize\") unreachable)\n  (func (export \"stateroom_free\")"}})).rfind("test.wat: the guest trapped: ", 0),
+            0u);
+}
+
+TEST(WasmLoad, FilesAreNamedInErrors) {
+  try {
+    Module::load(engine(), "/nonexistent/dir/module.wasm");
+    FAIL() << "loaded a missing file";
+  } catch (const LoadError& e) {
+    EXPECT_EQ(std::string(e.what()), "/nonexistent/dir/module.wasm: cannot read it: No such file or directory");
+  }
+  try {
+    Module::load(engine(), STATEROOM_TEST_WASM_DIR);
+    FAIL() << "loaded a directory";
+  } catch (const LoadError& e) {
+    EXPECT_EQ(std::string(e.what()), std::string(STATEROOM_TEST_WASM_DIR) + ": is a directory, not a WebAssembly module");
+  }
+}
+
+TEST(WasmLoad, CompiledModuleCacheIsWrittenAndReused) {
+  const auto dir = std::filesystem::temp_directory_path() / ("stateroom-cache-test-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const auto file = dir / "hostile.wat";
+  std::filesystem::copy_file(hostile_path, file, std::filesystem::copy_options::overwrite_existing);
+  auto shared_engine = engine();
+  Module::load(shared_engine, file, {.cache_compiled = true});
+  const auto cache = dir / "hostile.wat.cwasm";
+  ASSERT_TRUE(std::filesystem::exists(cache));
+  const auto written = std::filesystem::last_write_time(cache);
+  // Reused: not rewritten.
+  EXPECT_EQ(Module::load(shared_engine, file, {.cache_compiled = true})->abi(), Abi::v2);
+  EXPECT_EQ(std::filesystem::last_write_time(cache), written);
+  // A changed module does not use the stale cache: it is recompiled (here: to v1) and the cache rewritten.
+  std::filesystem::copy_file(legacy_path, file, std::filesystem::copy_options::overwrite_existing);
+  EXPECT_EQ(Module::load(shared_engine, file, {.cache_compiled = true})->abi(), Abi::v1);
+  // A corrupt cache is ignored.
+  std::ofstream(cache, std::ios::binary | std::ios::trunc) << "garbage";
+  EXPECT_EQ(Module::load(shared_engine, file, {.cache_compiled = true})->abi(), Abi::v1);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(WasmLoad, LimitsAreChecked) {
+  EXPECT_THROW(Engine(Limits{.memory_bytes = 1000}), std::invalid_argument);
+  EXPECT_THROW(Engine(Limits{.cpu_time_per_event = std::chrono::milliseconds(0)}), std::invalid_argument);
+  EXPECT_THROW(Engine(Limits{.max_instances = 0}), std::invalid_argument);
+}
+
+// --- serving --------------------------------------------------------------------------------------
+
+/// Captures the log while a test runs.
+class LogCapture {
+ public:
+  LogCapture() : sink_(std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(1000)) {
+    spdlog::default_logger()->sinks().push_back(sink_);
+  }
+  ~LogCapture() {
+    auto& sinks = spdlog::default_logger()->sinks();
+    sinks.erase(std::remove(sinks.begin(), sinks.end(), sink_), sinks.end());
+  }
+  bool contains(const std::string& text) const {
+    for (const auto& line : sink_->last_formatted())
+      if (line.find(text) != std::string::npos) return true;
+    return false;
+  }
+  bool wait_for(const std::string& text, std::chrono::milliseconds timeout = 5s) const {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (contains(text)) return true;
+      std::this_thread::sleep_for(10ms);
+    }
+    return false;
+  }
+
+ private:
+  std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink_;
+};
+
+std::unique_ptr<WsClient> connect(const TestServer& server, const std::string& target) {
+  std::string error;
+  auto c = WsClient::connect(server.port(), target, 5s, 0, "127.0.0.1", &error);
+  EXPECT_TRUE(c) << error;
+  return c;
+}
+
+/// Sends `text` and expects it back (the hostile module echoes).
+void expect_echo(WsClient& c, const std::string& text) {
+  c.send_text(text);
+  auto r = c.read();
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r->is_text(text)) << r->data;
+}
+
+struct HostileCase {
+  std::string command;
+  std::string logged;  ///< the reason the log must give
+};
+
+void PrintTo(const HostileCase& c, std::ostream* os) {
+  *os << c.command;
+}
+
+class HostileGuest : public ::testing::TestWithParam<HostileCase> {};
+
+TEST_P(HostileGuest, FailsItsRoomOnlyAndTheRoomStartsFresh) {
+  LogCapture log;
+  auto module = Module::load(engine({.memory_bytes = 4 << 20, .cpu_time_per_event = 500ms}), hostile_path);
+  TestServer server(module, {.threads = 1});  // one worker: the neighbour shares the hostile room's thread
+  auto neighbour = connect(server, "/ws/neighbour");
+  auto victim = connect(server, "/ws/victim");
+  auto bystander = connect(server, "/ws/victim");
+  ASSERT_TRUE(neighbour && victim && bystander);
+  expect_echo(*victim, "before");
+  victim->send_text(GetParam().command);
+  EXPECT_EQ(victim->read_until_closed(5s), 1011);
+  EXPECT_EQ(bystander->read_until_closed(5s), 1011);
+  EXPECT_TRUE(log.wait_for("room 'victim' failed: " + GetParam().logged)) << GetParam().logged;
+  expect_echo(*neighbour, "still here");
+  auto again = connect(server, "/ws/victim");
+  ASSERT_TRUE(again);
+  expect_echo(*again, "a fresh instance");
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Wasm, HostileGuest,
+    ::testing::Values(
+        HostileCase{"!T", "the guest trapped: wasm trap: wasm `unreachable` instruction executed"},
+        HostileCase{"!P", "stateroom_send(4294967280, 100): the range lies outside the guest's memory (262144 bytes)"},
+        HostileCase{"!M", "stateroom_send: undecodable message (unknown enum tag)"},
+        HostileCase{"!U", "stateroom_send: undecodable message (invalid UTF-8 in a text payload)"},
+        HostileCase{"!L", "the guest ran past its CPU time allowance of 500 ms for one event"},
+        HostileCase{"!G", "the guest's memory reached its limit of 4 MiB"}),
+    [](const auto& info) {
+      const char c = info.param.command[1];
+      return std::string(c == 'T'   ? "Trap"
+                         : c == 'P' ? "BadPointer"
+                         : c == 'M' ? "GarbageMessage"
+                         : c == 'U' ? "InvalidUtf8"
+                         : c == 'L' ? "InfiniteLoop"
+                                    : "UnboundedMemoryGrow");
+    });
+
+TEST(WasmServe, ABusyGuestDoesNotHoldUpItsNeighbour) {
+  auto module = Module::load(engine({.cpu_time_per_event = 1500ms}), hostile_path);
+  TestServer server(module, {.threads = 1});  // the same worker thread for both rooms
+  auto neighbour = connect(server, "/ws/neighbour");
+  auto hog = connect(server, "/ws/hog");
+  ASSERT_TRUE(neighbour && hog);
+  expect_echo(*neighbour, "warm-up");
+  hog->send_text("!L");
+  // Round trips of the neighbour while the hog spins (1.5 s before it is stopped).
+  std::vector<double> round_trips_ms;
+  const auto until = std::chrono::steady_clock::now() + 1s;
+  while (std::chrono::steady_clock::now() < until) {
+    const auto start = std::chrono::steady_clock::now();
+    expect_echo(*neighbour, "ping");
+    round_trips_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::sort(round_trips_ms.begin(), round_trips_ms.end());
+  ASSERT_GE(round_trips_ms.size(), 10u);
+  const double median = round_trips_ms[round_trips_ms.size() / 2];
+  const double worst = round_trips_ms.back();
+  RecordProperty("neighbour_round_trips", static_cast<int>(round_trips_ms.size()));
+  std::printf("neighbour: %zu round trips while the hog ran; median %.2f ms, worst %.2f ms\n", round_trips_ms.size(),
+              median, worst);
+  // Without pausing the hog the first round trip would wait the whole 1.5 s allowance.
+  EXPECT_LT(worst, 250.0);
+  EXPECT_EQ(hog->read_until_closed(5s), 1011);
+}
+
+TEST(WasmServe, EventsQueuedBehindAPausedGuestKeepTheirOrder) {
+  auto module = Module::load(engine(), hostile_path);
+  TestServer server(module, {.threads = 1});
+  auto c = connect(server, "/ws/slow");
+  ASSERT_TRUE(c);
+  constexpr int n = 20;
+  for (int i = 0; i < n; ++i) c->send_text("!S" + std::to_string(i));  // each computes long enough to pause
+  for (int i = 0; i < n; ++i) {
+    auto r = c->read(10s);
+    ASSERT_TRUE(r);
+    EXPECT_TRUE(r->is_text("!S" + std::to_string(i))) << r->data;
+  }
+}
+
+TEST(WasmServe, GuestOutputGoesToTheLogWithTheRoomId) {
+  LogCapture log;
+  auto module = Module::load(engine(), hostile_path);
+  TestServer server(module);
+  auto c = connect(server, "/ws/chatty");
+  ASSERT_TRUE(c);
+  expect_echo(*c, "!W");
+  EXPECT_TRUE(log.wait_for("room 'chatty' stdout: hello from the guest"));
+}
+
+TEST(WasmServe, TheInstanceLimitRefusesTheRoomBeyondIt) {
+  auto module = Module::load(engine({.max_instances = 2}), hostile_path);
+  TestServer server(module, {.room_grace = RoomGrace::immediate()});
+  auto a = connect(server, "/ws/a");
+  auto b = connect(server, "/ws/b");
+  ASSERT_TRUE(a && b);
+  expect_echo(*a, "a");
+  expect_echo(*b, "b");
+  auto c = connect(server, "/ws/c");
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->read_until_closed(5s), 1011);
+  a->close();  // room a ends at once (grace: immediate), freeing its instance
+  std::unique_ptr<WsClient> retry;
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    retry = connect(server, "/ws/c");
+    ASSERT_TRUE(retry);
+    retry->send_text("c");
+    auto r = retry->read();
+    if (r && r->is_text("c")) break;
+    retry.reset();
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_TRUE(retry) << "room c never started after room a ended";
+}
+
+TEST(WasmServe, StoppingTheServerWhileAGuestIsPausedIsClean) {
+  auto module = Module::load(engine({.cpu_time_per_event = 10s}), hostile_path);
+  auto server = std::make_unique<TestServer>(module);
+  auto hog = connect(*server, "/ws/hog");
+  ASSERT_TRUE(hog);
+  expect_echo(*hog, "up");
+  hog->send_text("!L");
+  std::this_thread::sleep_for(100ms);
+  const auto start = std::chrono::steady_clock::now();
+  std::thread stopper([&] { server.reset(); });  // the paused call is dropped with its instance
+  EXPECT_EQ(hog->read_until_closed(5s), 1001);   // while the client answers the close handshake
+  stopper.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
+}
+
+TEST(WasmServe, LegacyV1Module) {
+  auto module = Module::load(engine(), legacy_path);
+  ASSERT_EQ(module->abi(), Abi::v1);
+  TestServer server(module);
+  auto a = connect(server, "/ws/old%20room");
+  ASSERT_TRUE(a);
+  auto r = a->read();
+  ASSERT_TRUE(r && r->is_text("welcome"));
+  auto b = connect(server, "/ws/old%20room");
+  ASSERT_TRUE(b);
+  r = b->read();
+  ASSERT_TRUE(r && r->is_text("welcome"));
+  a->send_text("r");  // v1 guests know their room id
+  r = a->read();
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r->is_text("old room")) << r->data;
+  a->send_text("hello");  // broadcast: recipient 0
+  EXPECT_TRUE(a->read_until("hello"));
+  EXPECT_TRUE(b->read_until("hello"));
+  a->send_binary(std::string("\x01\x02", 2));  // everyone except the sender: recipient -1
+  r = b->read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->kind, Received::Kind::binary);
+  EXPECT_EQ(r->data, std::string("\x01\x02", 2));
+  a->send_text("t");  // set_timer(50)
+  EXPECT_TRUE(a->read_until("tick"));
+  a->send_text("c");  // set_timer(50) then set_timer(0): v1 cancels
+  a->send_text("after");
+  r = a->read();
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r->is_text("after")) << r->data;
+  r = a->read(300ms);
+  EXPECT_FALSE(r) << "a cancelled v1 timer fired: " << (r ? r->data : "");
+}
+
+}  // namespace
+}  // namespace stateroom::test

@@ -2,13 +2,16 @@
 # Sets up everything on a Debian machine (installing what is missing) and then
 #   ./run.sh demo   builds and starts the counter example on http://localhost:8080
 #   ./run.sh test   builds and runs the whole test suite (release build, then the ASan + UBSan build)
+#   ./run.sh bench  builds and runs the benchmarks (WebAssembly room start and message cost vs native)
 #   ./run.sh setup  only installs what is missing
 set -euo pipefail
 cd "$(dirname "$0")"
 
 APT_PACKAGES=(
   cmake ninja-build g++ pkg-config python3 python3-pip
-  libboost1.81-dev libspdlog-dev libcli11-dev libgtest-dev libgmock-dev
+  libboost1.81-dev libspdlog-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
+  # building services to WebAssembly (wasm32-wasi): clang, wasm-ld, wasi-libc, libc++
+  clang lld wasi-libc libc++-14-dev-wasm32 libc++abi-14-dev-wasm32 libclang-rt-14-dev-wasm32
 )
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
@@ -26,6 +29,11 @@ setup() {
     say "installing ${missing[*]}"
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+  # Wasmtime is built from crates.io with cargo (Rust via rustup).
+  if ! command -v cargo >/dev/null && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
+    echo "error: cargo is missing: install Rust (https://rustup.rs), then run this again" >&2
+    exit 1
   fi
   if ! python3 -c 'import websockets' 2>/dev/null; then
     say "installing the Python websockets client (for the end-to-end tests)"
@@ -53,6 +61,12 @@ case "${1:-}" in
     say "counter demo on http://localhost:8080 (Ctrl-C stops it)"
     exec build/bin/counter-native --port "${PORT:-8080}"
     ;;
+  bench)
+    setup
+    build default
+    say "benchmarks (build/bin/wasm_bench; run on an idle machine)"
+    exec build/bin/wasm_bench
+    ;;
   test)
     setup
     build default
@@ -61,7 +75,7 @@ case "${1:-}" in
     run_tests asan
     ;;
   *)
-    echo "usage: $0 demo|test|setup" >&2
+    echo "usage: $0 demo|test|bench|setup" >&2
     exit 2
     ;;
 esac

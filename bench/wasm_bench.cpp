@@ -1,0 +1,131 @@
+// Micro-benchmarks of the WebAssembly host, side by side with native code:
+//   - starting a room: a fresh instance of counter.wasm (instantiate, _initialize, version check,
+//     Init) vs constructing the native Counter;
+//   - one "increment" through the counter: host-side cost of the wasm call (encode, allocate,
+//     deliver, decode the broadcast) vs the native virtual call.
+// The summary at the end gives medians over the repetitions and the targets they are held to.
+#include <benchmark/benchmark.h>
+
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+#include "stateroom/service.hpp"
+#include "stateroom/wasm.hpp"
+
+namespace {
+
+using namespace stateroom;
+
+/// A room's context that only counts what the service does.
+class CountingContext final : public Context {
+ public:
+  void send(MessageRecipient, MessagePayload payload) override {
+    ++sends;
+    bytes += payload.size();
+  }
+  void set_timer(std::uint32_t) override {}
+  void fail(std::string_view reason) override {
+    std::fprintf(stderr, "the room failed: %.*s\n", static_cast<int>(reason.size()), reason.data());
+    std::abort();
+  }
+  std::uint64_t sends = 0, bytes = 0;
+};
+
+std::shared_ptr<ServiceFactory> wasm_counter() {
+  static auto module = [] {
+    auto engine = std::make_shared<wasm::Engine>(wasm::Limits{.max_instances = 256});
+    return wasm::Module::load(engine, std::string(STATEROOM_WASM_DIR) + "/counter.wasm");
+  }();
+  return module;
+}
+
+std::shared_ptr<ServiceFactory> native_counter() { return main_service_factory(); }
+
+/// Runs a handler to its end (a wasm guest may pause at an engine tick).
+void finish(Service& service, Context& ctx) {
+  while (service.pending()) service.resume(ctx);
+}
+
+void room_start(benchmark::State& state, std::shared_ptr<ServiceFactory> factory) {
+  CountingContext ctx;
+  constexpr int batch = 100;  // rooms alive at once; destroyed outside the timing
+  std::vector<std::unique_ptr<Service>> rooms;
+  rooms.reserve(batch);
+  while (state.KeepRunningBatch(batch)) {
+    for (int i = 0; i < batch; ++i) {
+      auto service = factory->create("room", ctx);
+      service->init(ctx);
+      finish(*service, ctx);
+      rooms.push_back(std::move(service));
+    }
+    state.PauseTiming();
+    rooms.clear();
+    state.ResumeTiming();
+  }
+}
+
+void counter_message(benchmark::State& state, std::shared_ptr<ServiceFactory> factory) {
+  CountingContext ctx;
+  auto service = factory->create("room", ctx);
+  service->init(ctx);
+  finish(*service, ctx);
+  service->connect(ClientId{1}, ctx);
+  finish(*service, ctx);
+  const MessagePayload increment("increment");
+  for (auto _ : state) {
+    service->message(ClientId{1}, increment, ctx);
+    finish(*service, ctx);
+  }
+  if (ctx.sends != static_cast<std::uint64_t>(state.iterations())) state.SkipWithError("the counter did not answer");
+}
+
+BENCHMARK_CAPTURE(room_start, wasm, wasm_counter())->Unit(benchmark::kMicrosecond)->Repetitions(5);
+BENCHMARK_CAPTURE(room_start, native, native_counter())->Unit(benchmark::kMicrosecond)->Repetitions(5);
+BENCHMARK_CAPTURE(counter_message, wasm, wasm_counter())->Unit(benchmark::kMicrosecond)->Repetitions(5);
+BENCHMARK_CAPTURE(counter_message, native, native_counter())->Unit(benchmark::kMicrosecond)->Repetitions(5);
+
+/// The console output, plus the medians it saw for the summary.
+class SummaryReporter : public benchmark::ConsoleReporter {
+ public:
+  SummaryReporter() : ConsoleReporter(isatty(STDOUT_FILENO) ? OO_Defaults : OO_Tabular) {}
+  void ReportRuns(const std::vector<Run>& runs) override {
+    for (const auto& run : runs)
+      if (run.run_type == Run::RT_Aggregate && run.aggregate_name == "median")
+        median_us[run.run_name.function_name] =
+            run.GetAdjustedRealTime() * benchmark::GetTimeUnitMultiplier(benchmark::kMicrosecond) /
+            benchmark::GetTimeUnitMultiplier(run.time_unit);
+    ConsoleReporter::ReportRuns(runs);
+  }
+  std::map<std::string, double> median_us;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  SummaryReporter reporter;
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  benchmark::Shutdown();
+
+  auto median = [&](const std::string& name) {
+    auto it = reporter.median_us.find(name);
+    return it == reporter.median_us.end() ? -1.0 : it->second;
+  };
+  const double start_wasm = median("room_start/wasm"), start_native = median("room_start/native");
+  const double msg_wasm = median("counter_message/wasm"), msg_native = median("counter_message/native");
+  if (start_wasm < 0 || msg_wasm < 0 || msg_native < 0) return 0;  // filtered out
+  const double overhead = msg_wasm - msg_native;
+  std::printf("\nsummary (medians of 5 repetitions)\n");
+  std::printf("  wasm room start:         %8.2f us   (native %.3f us)   target <= 50 us: %s\n", start_wasm,
+              start_native, start_wasm <= 50 ? "met" : "MISSED");
+  std::printf("  counter message, wasm:   %8.3f us   native %.3f us   wasm overhead %.3f us (x%.1f)   target <= 2 us: %s\n",
+              msg_wasm, msg_native, overhead, msg_native > 0 ? msg_wasm / msg_native : 0.0,
+              overhead <= 2 ? "met" : "MISSED");
+  return 0;
+}

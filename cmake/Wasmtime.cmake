@@ -40,7 +40,9 @@ else()
     USES_TERMINAL)
   add_custom_target(stateroom_wasmtime_build DEPENDS ${wasmtime_library} ${wasmtime_include}/wasmtime.hh)
   add_dependencies(stateroom_wasmtime stateroom_wasmtime_build)
-  set_target_properties(stateroom_wasmtime PROPERTIES IMPORTED_LOCATION ${wasmtime_library})
+  set_target_properties(stateroom_wasmtime PROPERTIES IMPORTED_LOCATION ${wasmtime_library}
+    # The wrapper crate adds stateroom_store_limits_trapping (memory growth past the cap traps).
+    INTERFACE_COMPILE_DEFINITIONS STATEROOM_WASMTIME_WRAPPER=1)
 endif()
 
 set_target_properties(stateroom_wasmtime PROPERTIES

@@ -8,10 +8,13 @@
 
 #include "stateroom/codec.hpp"
 
+#if STATEROOM_WASMTIME_WRAPPER
 // Defined by our Wasmtime wrapper crate (third_party/wasmtime/src/lib.rs): memory growth past the
-// cap traps instead of returning -1.
+// cap traps instead of returning -1. With a prebuilt Wasmtime (STATEROOM_WASMTIME_ROOT) the growth
+// fails with -1 instead, and the guest's allocator reports it (the C++ guest SDK traps).
 extern "C" void stateroom_store_limits_trapping(wasmtime_context_t* context, std::int64_t memory_size,
                                                 std::int64_t table_elements);
+#endif
 
 namespace stateroom::wasm::detail {
 
@@ -75,7 +78,9 @@ std::optional<std::string> GuestService::start() {
   store_.reset(wasmtime_store_new(runtime.engine.get(), this, nullptr));
   context_ = wasmtime_store_context(store_.get());
   wasmtime_store_limiter(store_.get(), static_cast<std::int64_t>(limits.memory_bytes), -1, -1, -1, -1);
+#if STATEROOM_WASMTIME_WRAPPER
   stateroom_store_limits_trapping(context_, static_cast<std::int64_t>(limits.memory_bytes), -1);
+#endif
   wasmtime_store_epoch_deadline_callback(store_.get(), on_deadline, this, nullptr);
 
   // WASI: output goes to the log, clocks and random work, and there is nothing else to reach.

@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <filesystem>
+#include <fstream>
+
 #include "../support/server_process.hpp"
 #include "../support/ws_client.hpp"
 
@@ -165,6 +168,46 @@ TEST(ServerBinary, PortInUseIsOneClearLine) {
                                  ": Address already in use"),
             std::string::npos)
       << second.output();
+}
+
+TEST(StateroomServe, AMissingOrInvalidModuleIsOneClearLine) {
+  const std::string stateroom = std::string(STATEROOM_BIN_DIR) + "/stateroom";
+  ServerProcess missing({stateroom, "serve", "/nonexistent/counter.wasm"}, false, 3s);
+  EXPECT_EQ(missing.wait(10s), 1);
+  EXPECT_EQ(missing.output(), "error: /nonexistent/counter.wasm: no such file\n");
+  const std::string source = std::string(STATEROOM_SOURCE_DIR) + "/examples/counter/service.cpp";
+  ServerProcess invalid({stateroom, "serve", source}, false, 3s);
+  EXPECT_EQ(invalid.wait(10s), 1);
+  EXPECT_EQ(invalid.output(), "error: " + source +
+                                  ": not a WebAssembly module (a binary module starts with \\0asm; a text module "
+                                  "with `(module`)\n");
+  ServerProcess empty_dir({stateroom, "serve", std::string(STATEROOM_SOURCE_DIR) + "/examples/counter"}, false, 3s);
+  EXPECT_EQ(empty_dir.wait(10s), 1);
+  EXPECT_NE(empty_dir.output().find("holds no server.wasm"), std::string::npos) << empty_dir.output();
+  ServerProcess bad_limit({stateroom, "serve", std::string(STATEROOM_WASM_DIR) + "/counter.wasm", "--memory-limit",
+                           "lots"},
+                          false, 3s);
+  EXPECT_NE(bad_limit.wait(10s).value_or(0), 0);
+  EXPECT_NE(bad_limit.output().find("'lots' is not a size"), std::string::npos) << bad_limit.output();
+}
+
+TEST(StateroomServe, ServesADirectoryWithServerWasmAndStaticFiles) {
+  const auto dir = std::filesystem::temp_directory_path() / ("stateroom-dist-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir / "static");
+  std::filesystem::copy_file(std::string(STATEROOM_WASM_DIR) + "/counter.wasm", dir / "server.wasm",
+                             std::filesystem::copy_options::overwrite_existing);
+  std::ofstream(dir / "static" / "index.html") << "<h1>counter</h1>";
+  ServerProcess server({std::string(STATEROOM_BIN_DIR) + "/stateroom", "serve", dir.string()});
+  ASSERT_TRUE(server.listening()) << server.output();
+  auto page = http_request(server.port(), "/");
+  EXPECT_EQ(page.status, 200);
+  EXPECT_EQ(page.body, "<h1>counter</h1>");
+  std::string error;
+  auto c = WsClient::connect(server.port(), "/ws/x", 5s, 0, "127.0.0.1", &error);
+  ASSERT_TRUE(c) << error;
+  c->send_text("increment");
+  EXPECT_TRUE(c->read_until("new value: 1"));
+  std::filesystem::remove_all(dir);
 }
 
 TEST(ServerBinary, BadOptionValuesAreRejected) {

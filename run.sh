@@ -12,6 +12,8 @@ APT_PACKAGES=(
   libboost1.81-dev libspdlog-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
   # building services to WebAssembly (wasm32-wasi): clang, wasm-ld, wasi-libc, libc++
   clang lld wasi-libc libc++-14-dev-wasm32 libc++abi-14-dev-wasm32 libclang-rt-14-dev-wasm32
+  # the interoperability test builds a guest with the Rust stateroom-wasm crate (std rebuilt for wasm32)
+  rustc-web cargo-web rust-web-src
 )
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }

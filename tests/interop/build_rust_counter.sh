@@ -34,8 +34,8 @@ wasi_libc=${STATEROOM_WASI_LIBC_DIR:-/usr/lib/wasm32-wasi}
 target_dir=${STATEROOM_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/stateroom}/rust-guest-target
 
 missing() {
-  echo "error: $1 is missing: install the Debian packages rustc-web cargo-web rust-web-src lld wasi-libc" \
-    "(apt-get install rustc-web cargo-web rust-web-src lld wasi-libc)" >&2
+  echo "error: $1 is missing; the Rust guest needs the Debian packages" \
+    "rustc-web cargo-web rust-web-src lld wasi-libc (apt-get install them)" >&2
   exit 1
 }
 [ -x "$cargo" ] || missing "cargo of the Rust toolchain for WebAssembly ($cargo)"

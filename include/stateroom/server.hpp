@@ -89,6 +89,10 @@ class Server {
   void stop();
   /// Blocks until the server has stopped.
   void wait();
+  /// Builds rooms created from now on with `factory`. A running room keeps its service until it
+  /// becomes empty; it then ends at once (whatever its grace period), so its next connect starts
+  /// on the new factory. Logs which rooms still run the previous service. Safe from any thread.
+  void replace_factory(std::shared_ptr<ServiceFactory> factory);
 
  private:
   struct Impl;

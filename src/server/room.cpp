@@ -25,9 +25,11 @@ const char* event_name(int kind) {
 
 std::shared_ptr<Room> Room::create(Worker& worker, std::string id) {
   auto room = std::make_shared<Room>(worker, std::move(id));
+  const auto factory = worker.shared.factory.load();
+  room->generation_ = factory->generation;
   room->running_ = true;
   try {
-    room->service_ = worker.shared.factory->create(room->id_, *room);
+    room->service_ = factory->factory->create(room->id_, *room);
   } catch (const std::exception& e) {
     room->fail(std::string("creating the service threw: ") + e.what());
   } catch (...) {
@@ -199,7 +201,19 @@ void Room::fail(std::string_view reason) {
   if (!failure_) failure_ = std::string(reason);
 }
 
+bool Room::end_if_empty() {
+  if (!alive() || !members_.empty() || busy()) return false;
+  spdlog::info("room '{}' is empty and ends: its next connect starts on the new service", id_);
+  unregister();
+  service_.reset();
+  return true;
+}
+
 void Room::on_empty() {
+  if (generation_ != worker_.shared.factory.load()->generation) {
+    end_if_empty();
+    return;
+  }
   const auto& delay = worker_.shared.options.room_grace.delay;
   if (!delay) return;
   if (delay->count() == 0) {

@@ -31,6 +31,11 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   Room& operator=(const Room&) = delete;
 
   const std::string& id() const noexcept { return id_; }
+  /// The generation of the factory that built this room's service (see Server::replace_factory).
+  std::uint64_t generation() const noexcept { return generation_; }
+  /// Ends the room now if it has no members and no handler is running or paused (its factory was
+  /// replaced). Returns whether it ended.
+  bool end_if_empty();
   bool alive() const noexcept { return service_ != nullptr; }
 
   /// Adds `session` as a new client and delivers `connect`. Returns the client id, or nothing when
@@ -87,6 +92,7 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   std::unique_ptr<Service> service_;
   std::vector<Member> members_;  ///< sorted by id: ids only grow
   std::uint32_t next_client_ = 1;
+  std::uint64_t generation_ = 0;
   bool running_ = false;  ///< a handler (or a run of queued ones) is on the stack
   bool paused_ = false;   ///< the service paused part-way through a handler (Service::pending)
   bool emptied_ = false;  ///< the last member just left: the grace period starts once idle

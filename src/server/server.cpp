@@ -8,6 +8,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <condition_variable>
 #include <cstdlib>
+#include <algorithm>
 #include <functional>
 #include <mutex>
 
@@ -86,7 +87,7 @@ struct Server::Impl {
 Server::Server(std::shared_ptr<ServiceFactory> factory, ServerOptions options)
     : impl_(std::make_unique<Impl>()) {
   apply_log_env();
-  impl_->shared.factory = std::move(factory);
+  impl_->shared.factory.store(std::make_shared<const server::FactoryVersion>(server::FactoryVersion{std::move(factory), 0}));
   impl_->shared.options = std::move(options);
 }
 
@@ -101,7 +102,7 @@ std::uint16_t Server::port() const noexcept {
 Status Server::start() {
   auto& impl = *impl_;
   auto& options = impl.shared.options;
-  if (!impl.shared.factory) return Status::error("no service factory");
+  if (!impl.shared.factory.load()->factory) return Status::error("no service factory");
   if (options.default_room.empty() || options.default_room.size() > server::max_room_id_bytes) {
     return Status::error("the default room id must be 1 to 256 bytes");
   }
@@ -181,6 +182,44 @@ void Server::Impl::drain(Worker& worker, std::chrono::steady_clock::time_point d
   timer->expires_after(std::chrono::milliseconds(10));
   timer->async_wait(
       [this, &worker, deadline, timer](boost::system::error_code) { drain(worker, deadline, timer); });
+}
+
+void Server::replace_factory(std::shared_ptr<ServiceFactory> factory) {
+  auto& impl = *impl_;
+  auto& current = impl.shared.factory;
+  const std::uint64_t generation = current.load()->generation + 1;
+  current.store(std::make_shared<const server::FactoryVersion>(server::FactoryVersion{std::move(factory), generation}));
+  std::lock_guard lock(impl.mutex);
+  if (!impl.started || impl.stopping) return;  // the workers are not running (or going away)
+  // Every worker ends its empty rooms built by an older factory and reports the others; the last
+  // one to report logs them all.
+  struct Report {
+    std::mutex mutex;
+    std::vector<std::string> rooms;
+    std::size_t pending;
+  };
+  auto report = std::make_shared<Report>();
+  report->pending = impl.shared.workers.size();
+  for (auto& worker : impl.shared.workers) {
+    asio::post(worker->ioc, [&w = *worker, generation, report] {
+      std::vector<std::string> kept;
+      auto rooms = w.rooms;  // ending a room removes it from the registry
+      for (auto& [id, room] : rooms)
+        if (room->generation() < generation && !room->end_if_empty()) kept.push_back(id);
+      std::lock_guard lock(report->mutex);
+      report->rooms.insert(report->rooms.end(), kept.begin(), kept.end());
+      if (--report->pending > 0) return;
+      if (report->rooms.empty()) {
+        spdlog::info("service replaced: every room starts on the new one");
+        return;
+      }
+      std::sort(report->rooms.begin(), report->rooms.end());
+      std::string list;
+      for (const auto& id : report->rooms) list += (list.empty() ? "'" : ", '") + id + "'";
+      spdlog::info("service replaced for new rooms; {} room(s) keep the previous one until they empty: {}",
+                   report->rooms.size(), list);
+    });
+  }
 }
 
 void Server::stop() {

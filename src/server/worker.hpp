@@ -3,6 +3,8 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <atomic>
+#include <cstdint>
 #include <cstddef>
 #include <memory>
 #include <optional>
@@ -18,9 +20,16 @@ namespace stateroom::server {
 class Room;
 struct Worker;
 
-/// What every worker shares: read-only after start.
-struct Shared {
+/// The factory new rooms are built with, numbered so a room knows whether it was replaced.
+struct FactoryVersion {
   std::shared_ptr<ServiceFactory> factory;
+  std::uint64_t generation = 0;
+};
+
+/// What every worker shares: read-only after start, except `factory`.
+struct Shared {
+  /// Swapped by Server::replace_factory; rooms read it when they are created.
+  std::atomic<std::shared_ptr<const FactoryVersion>> factory;
   ServerOptions options;
   std::vector<std::unique_ptr<Worker>> workers;
 

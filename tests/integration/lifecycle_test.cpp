@@ -205,3 +205,65 @@ TEST(Shutdown, EveryClientGetsItsDisconnectAndA1001Close) {
 
 }  // namespace
 }  // namespace stateroom::test
+
+namespace stateroom::test {
+namespace {
+
+/// Answers every message with its name: which factory built the room.
+struct Named : Service {
+  explicit Named(std::string name) : name(std::move(name)) {}
+  void message(ClientId sender, const MessagePayload&, Context& ctx) override { ctx.send(sender, name); }
+  std::string name;
+};
+
+class NamedFactory final : public ServiceFactory {
+ public:
+  explicit NamedFactory(std::string name) : name_(std::move(name)) {}
+  std::unique_ptr<Service> create(std::string_view, Context&) override { return std::make_unique<Named>(name_); }
+
+ private:
+  std::string name_;
+};
+
+std::string ask(WsClient& c) {
+  c.send_text("?");
+  auto r = c.read();
+  return r ? r->data : "<nothing>";
+}
+
+TEST(ReplaceFactory, NewRoomsUseItAndOldRoomsMoveOverWhenTheyEmpty) {
+  TestServer server(std::make_shared<NamedFactory>("old"));  // default grace: 300 s
+  auto a = WsClient::connect(server.port(), "/ws/a");
+  auto idle = WsClient::connect(server.port(), "/ws/idle");
+  ASSERT_TRUE(a && idle);
+  EXPECT_EQ(ask(*a), "old");
+  EXPECT_EQ(ask(*idle), "old");
+  idle->close();  // room idle is empty, kept for its grace period
+  std::this_thread::sleep_for(100ms);
+
+  server.server().replace_factory(std::make_shared<NamedFactory>("new"));
+  auto b = WsClient::connect(server.port(), "/ws/b");
+  ASSERT_TRUE(b);
+  EXPECT_EQ(ask(*b), "new");
+  EXPECT_EQ(ask(*a), "old") << "a room with clients keeps its service";
+  auto a2 = WsClient::connect(server.port(), "/ws/a");
+  ASSERT_TRUE(a2);
+  EXPECT_EQ(ask(*a2), "old") << "a new client joins the running room";
+  auto idle2 = WsClient::connect(server.port(), "/ws/idle");
+  ASSERT_TRUE(idle2);
+  EXPECT_EQ(ask(*idle2), "new") << "an empty room in its grace period ended at the replacement";
+
+  a->close();
+  a2->close();  // room a is empty now: it ends at once despite the grace period
+  std::string answer;
+  for (int attempt = 0; attempt < 50 && answer != "new"; ++attempt) {
+    std::this_thread::sleep_for(20ms);
+    auto again = WsClient::connect(server.port(), "/ws/a");
+    ASSERT_TRUE(again);
+    answer = ask(*again);
+  }
+  EXPECT_EQ(answer, "new");
+}
+
+}  // namespace
+}  // namespace stateroom::test

@@ -1,67 +1,378 @@
-// The `stateroom` command.
+// The `stateroom` command: serve, dev, build, new.
 #include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <csignal>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <mutex>
+#include <regex>
+#include <thread>
 
 #include "options.hpp"
+#include "project.hpp"
 #include "stateroom/server.hpp"
 #include "stateroom/wasm.hpp"
+#include "templates.hpp"
 
 namespace fs = std::filesystem;
+using namespace stateroom;
+using cli::UserError;
 
 namespace {
 
-/// `stateroom serve MODULE|DIR`: a directory holds server.wasm and, optionally, static/.
-int serve(const std::string& target, stateroom::ServerOptions options, const stateroom::wasm::Limits& limits,
-          const stateroom::wasm::LoadOptions& load) {
-  fs::path module = target;
+/// Everything the command line can say.
+struct Args {
+  ServerOptions options;
+  std::string log_level;
+  wasm::Limits limits;
+  wasm::LoadOptions load;
+  std::string module;  ///< serve
+  int dev_port = -1;   ///< dev [PORT]
+  std::string name;    ///< new
+  std::string out = "dist";  ///< build
+};
+
+struct App {
+  CLI::App app{"Stateroom: WebSocket services in rooms, each room a sandboxed WebAssembly instance.\n"
+               "Start with `stateroom new NAME`, then `stateroom dev` in it.",
+               "stateroom"};
+  CLI::App* serve = nullptr;
+  CLI::App* dev = nullptr;
+  CLI::App* build = nullptr;
+  CLI::App* create = nullptr;
+};
+
+void add_serving_options(CLI::App& cmd, Args& a) {
+  cli::add_server_options(cmd, a.options, a.log_level);
+  cli::add_wasm_options(cmd, a.limits, a.load);
+}
+
+std::unique_ptr<App> make_app(Args& a) {
+  auto app = std::make_unique<App>();
+  app->app.require_subcommand(1);
+  // A project's settings come first on the command line and the user's flags after: the last wins.
+  app->app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+
+  app->serve = app->app.add_subcommand(
+      "serve",
+      "Serves a WebAssembly service module (.wasm, or .wat text) over WebSocket: connect to /ws/<room> (or /ws for "
+      "the default room); GET /status answers ok. Given a directory (as `stateroom build` writes), serves its "
+      "server.wasm and its static/ at /.");
+  app->serve->add_option("module", a.module, "The module file (.wasm or .wat), or a directory holding server.wasm")
+      ->required();
+  add_serving_options(*app->serve, a);
+
+  app->dev = app->app.add_subcommand(
+      "dev",
+      "In a project (a directory with stateroom.toml, or below one): builds the service to WebAssembly, serves it "
+      "with the project's static files, and rebuilds when a source changes. A new build serves new rooms at once; "
+      "running rooms move to it when they next become empty. A failed build shows the compiler's errors and the "
+      "last good build keeps serving. The [server] table of stateroom.toml sets options; flags override it.");
+  app->dev->add_option("port", a.dev_port, "Port to serve on (default: stateroom.toml's, else 8080; 0 picks a free one)")
+      ->check(CLI::Range(0, 65535));
+  add_serving_options(*app->dev, a);
+
+  app->build = app->app.add_subcommand(
+      "build", "In a project: builds the service and writes DIR/server.wasm and DIR/static/ (the project's static "
+               "files), ready for `stateroom serve DIR`.");
+  app->build->add_option("--out,-o", a.out, "The directory to write")->capture_default_str();
+
+  app->create = app->app.add_subcommand(
+      "new", "Creates the project NAME/ (a counter service, a page that uses it, stateroom.toml, CMakeLists.txt and "
+             "a README); `cd NAME && stateroom dev` runs it.");
+  app->create->add_option("name", a.name, "The project's directory and name (letters, digits, - and _)")->required();
+  return app;
+}
+
+// --- serve ------------------------------------------------------------------------------------------
+
+std::shared_ptr<wasm::Engine> make_engine(const wasm::Limits& limits) {
+  try {
+    return std::make_shared<wasm::Engine>(limits);
+  } catch (const std::invalid_argument& e) {
+    throw UserError(e.what());
+  }
+}
+
+int serve(Args& a) {
+  fs::path module = a.module;
   std::error_code ec;
   if (fs::is_directory(module, ec)) {
     const fs::path dir = module;
     module = dir / "server.wasm";
-    if (!fs::exists(module, ec)) {
-      std::cerr << "error: " << dir.string() << " holds no server.wasm (a directory to serve holds server.wasm "
-                << "and, optionally, static/)\n";
-      return 1;
-    }
-    if (options.static_dir.empty() && fs::is_directory(dir / "static", ec)) options.static_dir = (dir / "static").string();
+    if (!fs::exists(module, ec))
+      throw UserError(dir.string() + " holds no server.wasm (a directory to serve holds server.wasm and, optionally, "
+                                     "static/; `stateroom build` writes one)");
+    if (a.options.static_dir.empty() && fs::is_directory(dir / "static", ec))
+      a.options.static_dir = (dir / "static").string();
   } else if (!fs::exists(module, ec)) {
-    std::cerr << "error: " << module.string() << ": no such file\n";
-    return 1;
+    throw UserError(module.string() + ": no such file");
   }
-  std::shared_ptr<stateroom::wasm::Module> factory;
+  std::shared_ptr<wasm::Module> factory;
   try {
-    auto engine = std::make_shared<stateroom::wasm::Engine>(limits);
-    factory = stateroom::wasm::Module::load(engine, module, load);
-  } catch (const std::exception& e) {
-    std::cerr << "error: " << e.what() << "\n";
-    return 1;
+    factory = wasm::Module::load(make_engine(a.limits), module, a.load);
+  } catch (const wasm::LoadError& e) {
+    throw UserError(e.what());
   }
-  return stateroom::serve(std::move(factory), std::move(options));
+  return stateroom::serve(std::move(factory), std::move(a.options));
+}
+
+// --- dev ----------------------------------------------------------------------------------------------
+
+/// SIGINT / SIGTERM, taken by a thread of their own so the main loop can wait with a timeout.
+class StopSignal {
+ public:
+  StopSignal() {
+    sigemptyset(&signals_);
+    sigaddset(&signals_, SIGINT);
+    sigaddset(&signals_, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals_, nullptr);  // before any other thread starts: they inherit it
+    waiter_ = std::thread([this] {
+      int received = 0;
+      sigwait(&signals_, &received);
+      spdlog::info("received {}", received == SIGINT ? "SIGINT" : "SIGTERM");
+      {
+        std::lock_guard lock(mutex_);
+        stopped_ = true;
+      }
+      wake_.notify_all();
+    });
+  }
+  ~StopSignal() {
+    if (!stopped()) pthread_kill(waiter_.native_handle(), SIGTERM);
+    waiter_.join();
+  }
+  /// Waits up to `timeout`; true once a signal came.
+  bool wait_for(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mutex_);
+    return wake_.wait_for(lock, timeout, [this] { return stopped_; });
+  }
+  bool stopped() {
+    std::lock_guard lock(mutex_);
+    return stopped_;
+  }
+
+ private:
+  sigset_t signals_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stopped_ = false;
+  std::thread waiter_;
+};
+
+std::string seconds(std::chrono::milliseconds d) {
+  return fmt::format("{:.1f} s", static_cast<double>(d.count()) / 1000);
+}
+
+/// Builds and loads the project's service; null (after reporting why) when either fails.
+std::shared_ptr<wasm::Module> build_and_load(const cli::Project& project, const cli::GuestSdk& sdk,
+                                             const std::shared_ptr<wasm::Engine>& engine, const wasm::LoadOptions& load) {
+  spdlog::info("building {} ...", project.target_name());
+  auto built = cli::build_project(project, sdk);
+  if (!built.ok) {
+    std::cerr << built.output;
+    if (!built.output.empty() && built.output.back() != '\n') std::cerr << '\n';
+    spdlog::error("the build of {} failed after {}", project.target_name(), seconds(built.took));
+    return nullptr;
+  }
+  try {
+    auto module = wasm::Module::load(engine, built.module, load);
+    std::error_code ec;
+    spdlog::info("built {} in {} ({})", built.module.filename().string(), seconds(built.took),
+                 cli::format_size(fs::file_size(built.module, ec)));
+    return module;
+  } catch (const wasm::LoadError& e) {
+    spdlog::error("the build of {} cannot be served: {}", project.target_name(), e.what());
+    return nullptr;
+  }
+}
+
+std::string list_changes(const std::map<fs::path, cli::FileStamp>& before,
+                         const std::map<fs::path, cli::FileStamp>& after, const fs::path& base) {
+  std::vector<std::string> changed;
+  for (const auto& [file, stamp] : after) {
+    auto it = before.find(file);
+    if (it == before.end() || !(it->second == stamp)) changed.push_back(file.lexically_relative(base).string());
+  }
+  for (const auto& [file, stamp] : before)
+    if (!after.contains(file)) changed.push_back(file.lexically_relative(base).string() + " (removed)");
+  std::string out;
+  for (std::size_t i = 0; i < changed.size() && i < 5; ++i) out += (i ? ", " : "") + changed[i];
+  if (changed.size() > 5) out += fmt::format(" and {} more", changed.size() - 5);
+  return out;
+}
+
+int dev(const cli::Project& project, Args& a) {
+  StopSignal stop;
+  const auto sdk = cli::GuestSdk::locate();
+  if (a.dev_port >= 0) a.options.port = static_cast<std::uint16_t>(a.dev_port);
+  if (a.options.static_dir.empty() && project.static_dir) a.options.static_dir = project.static_dir->string();
+  auto engine = make_engine(a.limits);
+  spdlog::info("project {} ({})", project.dir.filename().string(), project.dir.string());
+
+  std::unique_ptr<Server> server;
+  auto snapshot = cli::source_snapshot(project);
+  auto install = [&](std::shared_ptr<wasm::Module> module) {
+    if (server) {
+      server->replace_factory(std::move(module));
+      return true;
+    }
+    server = std::make_unique<Server>(std::move(module), a.options);
+    if (auto status = server->start(); !status) {
+      spdlog::error("{}", status.message());
+      server.reset();
+      return false;
+    }
+    if (!a.options.static_dir.empty()) spdlog::info("static files from {} at /", a.options.static_dir);
+    return true;
+  };
+  if (auto module = build_and_load(project, sdk, engine, a.load)) {
+    if (!install(std::move(module))) return 1;
+  } else {
+    spdlog::warn("waiting for a change to build again (Ctrl-C stops)");
+  }
+  spdlog::info("watching {} for changes", project.dir.string());
+
+  while (!stop.wait_for(std::chrono::milliseconds(300))) {
+    auto now = cli::source_snapshot(project);
+    if (now == snapshot) continue;
+    // Let a burst of saves settle before building.
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    now = cli::source_snapshot(project);
+    spdlog::info("changed: {}", list_changes(snapshot, now, project.dir));
+    snapshot = std::move(now);
+    if (auto module = build_and_load(project, sdk, engine, a.load)) {
+      if (!install(std::move(module))) return 1;
+    } else if (server) {
+      spdlog::warn("still serving the last good build");
+    }
+  }
+  if (server) server->stop();
+  return 0;
+}
+
+// --- build --------------------------------------------------------------------------------------------
+
+int build(const cli::Project& project, const Args& a) {
+  const auto sdk = cli::GuestSdk::locate();
+  auto engine = make_engine(wasm::Limits{.max_instances = 1});
+  auto module = build_and_load(project, sdk, engine, {});
+  if (!module) return 1;
+  const fs::path out = fs::absolute(a.out);
+  const fs::path built = project.dir / ".stateroom/build/out" / (project.target_name() + ".wasm");
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  if (ec) throw UserError("cannot create " + out.string() + ": " + ec.message());
+  fs::copy_file(built, out / "server.wasm", fs::copy_options::overwrite_existing, ec);
+  if (ec) throw UserError("cannot write " + (out / "server.wasm").string() + ": " + ec.message());
+  fs::remove_all(out / "static", ec);
+  std::size_t files = 0;
+  if (project.static_dir) {
+    fs::copy(*project.static_dir, out / "static", fs::copy_options::recursive, ec);
+    if (ec) throw UserError("cannot copy the static files to " + (out / "static").string() + ": " + ec.message());
+    for (auto it = fs::recursive_directory_iterator(out / "static", ec); !ec && it != fs::recursive_directory_iterator();
+         it.increment(ec))
+      files += it->is_regular_file(ec) ? 1 : 0;
+  }
+  spdlog::info("wrote {} ({}){}; serve it with: stateroom serve {}", (out / "server.wasm").string(),
+               cli::format_size(fs::file_size(out / "server.wasm", ec)),
+               project.static_dir ? fmt::format(" and {} ({} file(s))", (out / "static").string(), files) : "",
+               a.out);
+  return 0;
+}
+
+// --- new ----------------------------------------------------------------------------------------------
+
+int create(const Args& a) {
+  static const std::regex valid("[A-Za-z0-9][A-Za-z0-9_-]*");
+  if (!std::regex_match(a.name, valid))
+    throw UserError("'" + a.name + "' is not a project name: use letters, digits, - and _ (starting with a letter or "
+                                   "digit)");
+  const fs::path dir = fs::absolute(a.name);
+  std::error_code ec;
+  if (fs::exists(dir, ec)) throw UserError(dir.string() + " already exists: choose another name");
+  const std::string target = std::regex_replace(a.name, std::regex("-"), "_");
+  auto instantiate = [&](std::string_view text) {
+    std::string out(text);
+    for (const auto& [key, value] : {std::pair<std::string, std::string>{"{{name}}", a.name}, {"{{target}}", target}})
+      for (auto at = out.find(key); at != std::string::npos; at = out.find(key, at + value.size()))
+        out.replace(at, key.size(), value);
+    return out;
+  };
+  const std::pair<const char*, fs::path> files[] = {
+      {"stateroom.toml", "stateroom.toml"}, {"CMakeLists.txt", "CMakeLists.txt"}, {"service.cpp", "service.cpp"},
+      {"index.html", "static/index.html"},  {"README.md", "README.md"},           {"gitignore", ".gitignore"},
+  };
+  for (const auto& [name, path] : files) {
+    fs::create_directories((dir / path).parent_path(), ec);
+    std::ofstream out(dir / path, std::ios::binary);
+    out << instantiate(cli::templates().at(name));
+    if (!out) throw UserError("cannot write " + (dir / path).string());
+  }
+  std::cout << "created " << a.name << "/: stateroom.toml, CMakeLists.txt, service.cpp (a counter), "
+            << "static/index.html, README.md\n"
+            << "next: cd " << a.name << " && stateroom dev   (then open http://localhost:8080)\n";
+  return 0;
+}
+
+/// The arguments after the subcommand `name`, with `first` inserted before them.
+std::vector<std::string> with_project_args(int argc, char** argv, const std::string& name,
+                                           const std::vector<std::string>& first) {
+  std::vector<std::string> args;
+  bool inserted = false;
+  for (int i = 1; i < argc; ++i) {
+    args.emplace_back(argv[i]);
+    if (!inserted && args.back() == name) {
+      args.insert(args.end(), first.begin(), first.end());
+      inserted = true;
+    }
+  }
+  return args;
+}
+
+int run(int argc, char** argv) {
+  Args args;
+  auto app = make_app(args);
+  try {
+    app->app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app->app.exit(e);
+  }
+  if (*app->serve || *app->create) {
+    if (!cli::apply_log_level(args.log_level)) return 2;
+    return *app->serve ? serve(args) : create(args);
+  }
+  const auto project = cli::Project::find(fs::current_path());
+  if (*app->build) return build(project, args);
+
+  // dev: parse again with the project's [server] settings ahead of the user's flags.
+  Args merged;
+  auto merged_app = make_app(merged);
+  std::vector<std::string> again = with_project_args(argc, argv, "dev", project.server_args);
+  std::reverse(again.begin(), again.end());  // CLI11 takes a reversed vector
+  try {
+    merged_app->app.parse(again);
+  } catch (const CLI::ParseError& e) {
+    return merged_app->app.exit(e);
+  }
+  if (!cli::apply_log_level(merged.log_level)) return 2;
+  return dev(project, merged);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Stateroom: WebSocket services in rooms, each room a sandboxed WebAssembly instance.", "stateroom"};
-  app.require_subcommand(1);
-
-  CLI::App* serve_cmd = app.add_subcommand(
-      "serve",
-      "Serves a WebAssembly service module (.wasm, or .wat text) over WebSocket: connect to /ws/<room> (or /ws for "
-      "the default room); GET /status answers ok. Given a directory, serves its server.wasm and its static/ at /.");
-  std::string target;
-  serve_cmd->add_option("module", target, "The module file (.wasm or .wat), or a directory holding server.wasm")
-      ->required();
-  stateroom::ServerOptions options;
-  std::string log_level;
-  stateroom::cli::add_server_options(*serve_cmd, options, log_level);
-  stateroom::wasm::Limits limits;
-  stateroom::wasm::LoadOptions load;
-  stateroom::cli::add_wasm_options(*serve_cmd, limits, load);
-
-  CLI11_PARSE(app, argc, argv);
-  if (!stateroom::cli::apply_log_level(log_level)) return 2;
-  if (*serve_cmd) return serve(target, std::move(options), limits, load);
-  return 2;
+  try {
+    return run(argc, argv);
+  } catch (const UserError& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  }
 }

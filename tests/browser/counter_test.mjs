@@ -59,7 +59,12 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
 
 async function cleanup() {
   if (browser) { await browser.close().catch(() => {}); browser = null; }
-  killServerGroup();
+  if (server && server.exitCode === null && server.signalCode === null) {
+    const gone = new Promise((r) => server.once('exit', r));
+    killServerGroup();
+    await Promise.race([gone, new Promise((r) => setTimeout(r, 5000))]);
+  }
+  killServerGroup(); // anything it started that outlived it
   if (tmp) { fs.rmSync(tmp, { recursive: true, force: true }); tmp = null; }
 }
 

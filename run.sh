@@ -9,11 +9,13 @@ cd "$(dirname "$0")"
 
 APT_PACKAGES=(
   cmake ninja-build g++ pkg-config python3 python3-pip
-  libboost1.81-dev libspdlog-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libboost1.81-dev libspdlog-dev libcli11-dev libtomlplusplus-dev libgtest-dev libgmock-dev libbenchmark-dev
   # building services to WebAssembly (wasm32-wasi): clang, wasm-ld, wasi-libc, libc++
   clang lld wasi-libc libc++-14-dev-wasm32 libc++abi-14-dev-wasm32 libclang-rt-14-dev-wasm32
   # the interoperability test builds a guest with the Rust stateroom-wasm crate (std rebuilt for wasm32)
   rustc-web cargo-web rust-web-src
+  # the browser test: headless Chromium (driven by playwright-core from npm)
+  chromium
 )
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
@@ -31,6 +33,12 @@ setup() {
     say "installing ${missing[*]}"
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+  # Node.js and npm run the browser test (a Node.js that is already there is kept).
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    say "installing Node.js and npm (for the browser test)"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm
   fi
   # Wasmtime is built from crates.io with cargo (Rust via rustup).
   if ! command -v cargo >/dev/null && [ ! -x "$HOME/.cargo/bin/cargo" ]; then

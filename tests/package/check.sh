@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the build tree into a temporary prefix, then builds and runs a consumer project that
-# uses find_package(stateroom).
+# uses find_package(stateroom), and builds a new project with the installed `stateroom` command
+# and the guest SDK installed next to it.
 set -euo pipefail
 build_dir=$1
 shift  # the rest: flags for the consumer's configure step (the sanitizer build's, say)
@@ -12,3 +13,11 @@ cmake -S "$source_dir" -B "$work/build" -G Ninja -DCMAKE_PREFIX_PATH="$work/pref
 cmake --build "$work/build" >/dev/null
 "$work/build/consumer" --check
 echo "the installed package builds and links a consumer"
+
+cd "$work"
+"$work/prefix/bin/stateroom" new demo >/dev/null
+(cd demo && "$work/prefix/bin/stateroom" build >/dev/null 2>&1) || { echo "stateroom build failed in the installed tree"; exit 1; }
+[ -s demo/dist/server.wasm ] && [ -s demo/dist/static/index.html ] || { echo "stateroom build wrote no dist/"; exit 1; }
+grep -q "^STATEROOM_GUEST_DIR:.*=$work/prefix/share/stateroom/guest$" demo/.stateroom/build/CMakeCache.txt ||
+  { echo "the installed stateroom did not use the installed guest SDK"; exit 1; }
+echo "the installed stateroom command builds a new project with the installed guest SDK"

@@ -1,0 +1,147 @@
+// stateroom.toml: what a project says, and every way it can be wrong (file, line and key named).
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "project.hpp"
+
+namespace stateroom::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+class ProjectTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("stateroom-project-test-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::create_directories(dir_ / "static");
+    write("CMakeLists.txt", "project(x)\n");
+    write("service.cpp", "// service\n");
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  void write(const std::string& name, const std::string& text) {
+    fs::create_directories((dir_ / name).parent_path());
+    std::ofstream(dir_ / name) << text;
+  }
+  /// The error loading stateroom.toml holding `text`, without the file name; "" when it loads.
+  std::string error(const std::string& text) {
+    write("stateroom.toml", text);
+    try {
+      Project::load(dir_ / "stateroom.toml");
+      return "";
+    } catch (const UserError& e) {
+      const std::string what = e.what();
+      const std::string prefix = (dir_ / "stateroom.toml").string() + ":";
+      return what.starts_with(prefix) ? what.substr(prefix.size()) : what;
+    }
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(ProjectTest, AFullConfiguration) {
+  write("stateroom.toml", R"(static_files = "static"
+[service]
+target = "counter"
+[server]
+port = 9000
+host = "127.0.0.1"
+room_grace = "never"
+max_queued = "2MiB"
+idle_timeout = 90
+memory_limit = 33554432
+cpu_limit = "250ms"
+module_cache = true
+log_level = "debug"
+)");
+  const Project p = Project::load(dir_ / "stateroom.toml");
+  EXPECT_EQ(p.dir, dir_);
+  EXPECT_EQ(p.target, "counter");
+  EXPECT_EQ(p.target_name(), "counter");
+  ASSERT_TRUE(p.static_dir);
+  EXPECT_EQ(*p.static_dir, dir_ / "static");
+  // In key order (the order toml++ keeps), each as `stateroom serve` takes it.
+  const std::vector<std::string> expected = {
+      "--cpu-limit",  "250ms",     "--host",       "127.0.0.1", "--idle-timeout",  "90",
+      "--log-level",  "debug",     "--max-queued", "2MiB",      "--memory-limit",  "33554432",
+      "--module-cache", "--port",  "9000",         "--room-grace", "never"};
+  EXPECT_EQ(p.server_args, expected);
+}
+
+TEST_F(ProjectTest, SourcesInsteadOfATarget) {
+  write("stateroom.toml", "[service]\nsources = [\"service.cpp\"]\n");
+  const Project p = Project::load(dir_ / "stateroom.toml");
+  EXPECT_TRUE(p.target.empty());
+  EXPECT_EQ(p.target_name(), "service");
+  ASSERT_EQ(p.sources.size(), 1u);
+  EXPECT_EQ(p.sources[0], dir_ / "service.cpp");
+  EXPECT_FALSE(p.static_dir);
+}
+
+TEST_F(ProjectTest, EveryMistakeNamesItsLineAndKey) {
+  EXPECT_EQ(error("statc_files = \"static\"\n[service]\ntarget = \"x\"\n"),
+            "1: unknown key 'statc_files' (known: static_files, [service], [server])");
+  EXPECT_EQ(error("[service]\ntarget = \"x\"\n[server]\nportt = 1\n"),
+            "4: unknown key 'server.portt' (known: host, port, threads, default_room, room_grace, max_message_size, "
+            "max_queued, ping_interval, idle_timeout, close_timeout, client_files, memory_limit, cpu_limit, max_rooms, "
+            "module_cache, log_level)");
+  EXPECT_EQ(error("[service]\ntarget = \"x\"\n[server]\nport = \"eighty\"\n"),
+            "4: server.port must be an integer from 0 to 65535");
+  EXPECT_EQ(error("[service]\ntarget = \"x\"\n[server]\nport = 70000\n"),
+            "4: server.port must be an integer from 0 to 65535");
+  EXPECT_EQ(error("[service]\ntarget = \"x\"\n[server]\nmax_queued = \"lots\"\n"),
+            "4: server.max_queued: 'lots' is not a size");
+  EXPECT_EQ(error("[service]\ntarget = \"x\"\n[server]\nping_interval = true\n"),
+            "4: server.ping_interval must be a duration (a string like \"30s\", or an integer)");
+  EXPECT_EQ(error("[service]\ntarget = \"x\"\n[server]\nroom_grace = \"sometimes\"\n"),
+            "4: server.room_grace: 'sometimes' is not a grace period (never, immediate or a duration)");
+  EXPECT_EQ(error("[service]\ntarget = \"x\"\n[server]\nmodule_cache = \"yes\"\n"),
+            "4: server.module_cache must be true or false");
+  EXPECT_EQ(error("[service]\ntarget = \"x\"\n[server]\nlog_level = \"loud\"\n"),
+            "4: server.log_level: 'loud' is not trace, debug, info, warn, error, critical or off");
+  EXPECT_EQ(error("static_files = \"public\"\n[service]\ntarget = \"x\"\n"),
+            "1: static_files: " + (dir_ / "public").string() + " is not a directory");
+  EXPECT_EQ(error("[service]\ntarget = \"x\"\nsources = [\"service.cpp\"]\n"),
+            "1: [service] needs either `target` (a CMake target of the project's CMakeLists.txt) or `sources` (the "
+            "files to build), not both");
+  EXPECT_EQ(error("[service]\nsources = [\"missing.cpp\"]\n"),
+            "2: service.sources: " + (dir_ / "missing.cpp").string() + " does not exist");
+  EXPECT_EQ(error("[service]\ntargett = \"x\"\n"), "2: unknown key 'service.targett' (known: target, sources)");
+  EXPECT_EQ(error("[service]\ntarget = \"x\"\n[server]\nport = \n"), "4: Error while parsing key-value pair: expected value, saw '\\n'");
+  const std::string missing = error("[server]\nport = 1\n");
+  EXPECT_NE(missing.find("no [service] table"), std::string::npos) << missing;
+}
+
+TEST_F(ProjectTest, FoundFromASubdirectoryAndNotOutsideOne) {
+  write("stateroom.toml", "[service]\ntarget = \"x\"\n");
+  EXPECT_EQ(Project::find(dir_ / "static").dir, dir_);
+  const auto outside = fs::temp_directory_path() / ("stateroom-no-project-" + std::to_string(::getpid()));
+  fs::create_directories(outside);
+  try {
+    Project::find(outside);
+    ADD_FAILURE() << "found a project where there is none";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("no stateroom.toml in " + outside.string()), std::string::npos) << e.what();
+  }
+  fs::remove_all(outside);
+}
+
+TEST_F(ProjectTest, TheWatchedFilesAreTheSources) {
+  write("stateroom.toml", "static_files = \"static\"\n[service]\ntarget = \"x\"\n");
+  write("src/more.cpp", "");
+  write("static/index.html", "");
+  write("dist/server.wasm", "");
+  write(".stateroom/build/CMakeCache.txt", "");
+  write(".hidden", "");
+  const auto files = source_snapshot(Project::load(dir_ / "stateroom.toml"));
+  std::vector<std::string> names;
+  for (const auto& [file, stamp] : files) names.push_back(file.lexically_relative(dir_).string());
+  EXPECT_EQ(names, (std::vector<std::string>{"CMakeLists.txt", "service.cpp", "src/more.cpp", "stateroom.toml"}));
+}
+
+}  // namespace
+}  // namespace stateroom::cli

@@ -2,6 +2,8 @@
 # Sets up everything on a Debian machine (installing what is missing) and then
 #   ./run.sh demo   builds and starts the counter example on http://localhost:8080
 #   ./run.sh test   builds and runs the whole test suite (release build, then the ASan + UBSan build)
+#   ./run.sh install  builds and installs the stateroom command, headers, libraries and guest SDK
+#                     into $PREFIX (default /usr/local)
 #   ./run.sh bench  builds and runs the benchmarks (WebAssembly room start and message cost vs native)
 #   ./run.sh setup  only installs what is missing
 set -euo pipefail
@@ -71,6 +73,13 @@ case "${1:-}" in
     say "counter demo on http://localhost:8080 (Ctrl-C stops it)"
     exec build/bin/counter-native --port "${PORT:-8080}"
     ;;
+  install)
+    setup
+    build default
+    say "installing into ${PREFIX:-/usr/local}"
+    as_root cmake --install build --prefix "${PREFIX:-/usr/local}"
+    say "done: try   stateroom new counter && cd counter && stateroom dev"
+    ;;
   bench)
     setup
     build default
@@ -85,7 +94,7 @@ case "${1:-}" in
     run_tests asan
     ;;
   *)
-    echo "usage: $0 demo|test|bench|setup" >&2
+    echo "usage: $0 demo|test|install|bench|setup" >&2
     exit 2
     ;;
 esac

@@ -134,15 +134,19 @@ class StopSignal {
     waiter_ = std::thread([this] {
       int received = 0;
       sigwait(&signals_, &received);
-      spdlog::info("received {}", received == SIGINT ? "SIGINT" : "SIGTERM");
       {
         std::lock_guard lock(mutex_);
+        if (!leaving_) spdlog::info("received {}", received == SIGINT ? "SIGINT" : "SIGTERM");
         stopped_ = true;
       }
       wake_.notify_all();
     });
   }
   ~StopSignal() {
+    {
+      std::lock_guard lock(mutex_);
+      leaving_ = true;  // the signal below only ends the waiter: it is not the user's
+    }
     if (!stopped()) pthread_kill(waiter_.native_handle(), SIGTERM);
     waiter_.join();
   }
@@ -161,6 +165,7 @@ class StopSignal {
   std::mutex mutex_;
   std::condition_variable wake_;
   bool stopped_ = false;
+  bool leaving_ = false;
   std::thread waiter_;
 };
 

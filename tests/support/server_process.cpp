@@ -83,6 +83,8 @@ std::optional<int> ServerProcess::wait(std::chrono::milliseconds timeout) {
     int status = 0;
     if (::waitpid(pid_, &status, WNOHANG) == pid_) {
       exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      // The child is gone, so its end of the pipe is closed: take the rest of what it printed.
+      if (reader_.joinable()) reader_.join();
       return exit_code_;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(5));

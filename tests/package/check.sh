@@ -12,7 +12,8 @@ cmake --install "$build_dir" --prefix "$work/prefix" >/dev/null
 cmake -S "$source_dir" -B "$work/build" -G Ninja -DCMAKE_PREFIX_PATH="$work/prefix" "$@" >/dev/null
 cmake --build "$work/build" >/dev/null
 "$work/build/consumer" --check
-echo "the installed package builds and links a consumer"
+"$work/build/consumer" --check "$build_dir/wasm/counter.wasm"
+echo "the installed package builds and links a consumer, and its WebAssembly host loads counter.wasm"
 
 cd "$work"
 "$work/prefix/bin/stateroom" new demo >/dev/null

@@ -54,6 +54,7 @@ void add_serving_options(CLI::App& cmd, Args& a) {
 std::unique_ptr<App> make_app(Args& a) {
   auto app = std::make_unique<App>();
   app->app.require_subcommand(1);
+  app->app.set_version_flag("--version", "stateroom " STATEROOM_VERSION);
   // A project's settings come first on the command line and the user's flags after: the last wins.
   app->app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
 

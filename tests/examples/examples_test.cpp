@@ -210,6 +210,31 @@ TEST(StateroomServe, ServesADirectoryWithServerWasmAndStaticFiles) {
   std::filesystem::remove_all(dir);
 }
 
+/// The hog examples as WebAssembly: each connect fails its room with 1011 at the limit, and the server
+/// goes on serving (the next connect gets a fresh instance, which fails the same way).
+void expect_room_fails_at_its_limit(const std::string& example, std::vector<std::string> limit) {
+  std::vector<std::string> command = wasm_command(example);
+  command.insert(command.end(), limit.begin(), limit.end());
+  ServerProcess server(command);
+  ASSERT_TRUE(server.listening()) << server.output();
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    std::string error;
+    auto c = WsClient::connect(server.port(), "/ws/hog", 5s, 0, "127.0.0.1", &error);
+    ASSERT_TRUE(c) << error;
+    EXPECT_EQ(c->read_until_closed(10s), 1011) << server.output();
+  }
+  EXPECT_EQ(http_request(server.port(), "/status").body, "ok");
+  EXPECT_EQ(server.stop(SIGTERM, 15s), 0) << server.output();
+}
+
+TEST(HogExamples, CpuHogFailsItsRoomAtTheCpuLimit) {
+  expect_room_fails_at_its_limit("cpu-hog", {"--cpu-limit", "200ms"});
+}
+
+TEST(HogExamples, MemoryHogFailsItsRoomAtTheMemoryLimit) {
+  expect_room_fails_at_its_limit("memory-hog", {"--memory-limit", "8MiB"});
+}
+
 TEST(ServerBinary, BadOptionValuesAreRejected) {
   ServerProcess p({std::string(STATEROOM_BIN_DIR) + "/counter-native", "--max-queued", "lots"}, false, 3s);
   EXPECT_NE(p.wait(10s).value_or(0), 0);

@@ -88,9 +88,10 @@ class Module final : public ServiceFactory {
   /// Loads a `.wasm` binary or `.wat` text file. Throws LoadError.
   static std::shared_ptr<Module> load(std::shared_ptr<Engine> engine, const std::filesystem::path& file,
                                       const LoadOptions& options = {});
-  /// Loads from bytes already in memory (`name` is used in messages). Throws LoadError.
+  /// Loads from bytes already in memory (`name` is used in messages; there is no file to cache
+  /// the compiled code next to). Throws LoadError.
   static std::shared_ptr<Module> load_bytes(std::shared_ptr<Engine> engine, std::string_view bytes,
-                                            std::string name, const LoadOptions& options = {});
+                                            std::string name);
   ~Module() override;
 
   Abi abi() const noexcept;

@@ -174,26 +174,31 @@ std::string seconds(std::chrono::milliseconds d) {
   return fmt::format("{:.1f} s", static_cast<double>(d.count()) / 1000);
 }
 
-/// Builds and loads the project's service; null (after reporting why) when either fails.
-std::shared_ptr<wasm::Module> build_and_load(const cli::Project& project, const cli::GuestSdk& sdk,
-                                             const std::shared_ptr<wasm::Engine>& engine, const wasm::LoadOptions& load) {
+/// A build of the project's service, loaded.
+struct LoadedBuild {
+  std::shared_ptr<wasm::Module> module;  ///< null (after reporting why) when the build or the load failed
+  fs::path file;                         ///< the built .wasm
+};
+
+LoadedBuild build_and_load(const cli::Project& project, const cli::GuestSdk& sdk,
+                           const std::shared_ptr<wasm::Engine>& engine, const wasm::LoadOptions& load) {
   spdlog::info("building {} ...", project.target_name());
   auto built = cli::build_project(project, sdk);
   if (!built.ok) {
     std::cerr << built.output;
     if (!built.output.empty() && built.output.back() != '\n') std::cerr << '\n';
     spdlog::error("the build of {} failed after {}", project.target_name(), seconds(built.took));
-    return nullptr;
+    return {};
   }
   try {
     auto module = wasm::Module::load(engine, built.module, load);
     std::error_code ec;
     spdlog::info("built {} in {} ({})", built.module.filename().string(), seconds(built.took),
                  cli::format_size(fs::file_size(built.module, ec)));
-    return module;
+    return {std::move(module), built.module};
   } catch (const wasm::LoadError& e) {
     spdlog::error("the build of {} cannot be served: {}", project.target_name(), e.what());
-    return nullptr;
+    return {};
   }
 }
 
@@ -236,8 +241,8 @@ int dev(const cli::Project& project, Args& a) {
     if (!a.options.static_dir.empty()) spdlog::info("static files from {} at /", a.options.static_dir);
     return true;
   };
-  if (auto module = build_and_load(project, sdk, engine, a.load)) {
-    if (!install(std::move(module))) return 1;
+  if (auto build = build_and_load(project, sdk, engine, a.load); build.module) {
+    if (!install(std::move(build.module))) return 1;
   } else {
     spdlog::warn("waiting for a change to build again (Ctrl-C stops)");
   }
@@ -251,8 +256,8 @@ int dev(const cli::Project& project, Args& a) {
     now = cli::source_snapshot(project);
     spdlog::info("changed: {}", list_changes(snapshot, now, project.dir));
     snapshot = std::move(now);
-    if (auto module = build_and_load(project, sdk, engine, a.load)) {
-      if (!install(std::move(module))) return 1;
+    if (auto build = build_and_load(project, sdk, engine, a.load); build.module) {
+      if (!install(std::move(build.module))) return 1;
     } else if (server) {
       spdlog::warn("still serving the last good build");
     }
@@ -266,14 +271,13 @@ int dev(const cli::Project& project, Args& a) {
 int build(const cli::Project& project, const Args& a) {
   const auto sdk = cli::GuestSdk::locate();
   auto engine = make_engine(wasm::Limits{.max_instances = 1});
-  auto module = build_and_load(project, sdk, engine, {});
-  if (!module) return 1;
+  const auto build = build_and_load(project, sdk, engine, {});  // loaded: only a servable module is written
+  if (!build.module) return 1;
   const fs::path out = fs::absolute(a.out);
-  const fs::path built = project.dir / ".stateroom/build/out" / (project.target_name() + ".wasm");
   std::error_code ec;
   fs::create_directories(out, ec);
   if (ec) throw UserError("cannot create " + out.string() + ": " + ec.message());
-  fs::copy_file(built, out / "server.wasm", fs::copy_options::overwrite_existing, ec);
+  fs::copy_file(build.file, out / "server.wasm", fs::copy_options::overwrite_existing, ec);
   if (ec) throw UserError("cannot write " + (out / "server.wasm").string() + ": " + ec.message());
   fs::remove_all(out / "static", ec);
   std::size_t files = 0;

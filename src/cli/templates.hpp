@@ -1,5 +1,5 @@
-// The files `stateroom new` writes, compiled in from src/cli/templates/ ({{name}} and {{target}}
-// are replaced by the project's name and CMake target).
+// The files `stateroom new` writes, compiled in from src/cli/templates/ and, for service.cpp, from
+// examples/counter/ ({{name}} and {{target}} are replaced by the project's name and CMake target).
 #pragma once
 
 #include <map>

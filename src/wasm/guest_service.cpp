@@ -136,8 +136,9 @@ std::optional<std::string> GuestService::probe() {
   } else {
     plan({Step::check_version});
   }
-  advance();
-  while (future_ && !failed_) advance();
+  do {
+    advance();  // loading may wait for the guest: it pauses at engine ticks like any other call
+  } while (future_ && !failed_);
   if (failed_) return failure_;
   return std::nullopt;
 }

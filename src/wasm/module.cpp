@@ -336,8 +336,8 @@ std::shared_ptr<Module> Module::load(std::shared_ptr<Engine> engine, const std::
   return load_impl(std::move(impl), *bytes, options.cache_compiled ? std::optional(file) : std::nullopt);
 }
 
-std::shared_ptr<Module> Module::load_bytes(std::shared_ptr<Engine> engine, std::string_view bytes, std::string name,
-                                           const LoadOptions&) {
+std::shared_ptr<Module> Module::load_bytes(std::shared_ptr<Engine> engine, std::string_view bytes,
+                                           std::string name) {
   auto impl = std::make_shared<Impl>();
   impl->engine = std::move(engine);
   impl->name = std::move(name);

@@ -1,0 +1,72 @@
+#include "frame.hpp"
+
+#include <cstring>
+
+namespace stateroom::protocol {
+
+std::size_t write_header(std::uint8_t* out, const FrameHeader& h) noexcept {
+  std::size_t n = 0;
+  out[n++] = static_cast<std::uint8_t>((h.fin ? 0x80 : 0) | (h.rsv1 ? 0x40 : 0) | static_cast<std::uint8_t>(h.opcode));
+  const std::uint8_t mask_bit = h.mask ? 0x80 : 0;
+  if (h.payload_size < 126) {
+    out[n++] = static_cast<std::uint8_t>(mask_bit | h.payload_size);
+  } else if (h.payload_size <= 0xFFFF) {
+    out[n++] = mask_bit | 126;
+    out[n++] = static_cast<std::uint8_t>(h.payload_size >> 8);
+    out[n++] = static_cast<std::uint8_t>(h.payload_size);
+  } else {
+    out[n++] = mask_bit | 127;
+    for (int shift = 56; shift >= 0; shift -= 8) out[n++] = static_cast<std::uint8_t>(h.payload_size >> shift);
+  }
+  if (h.mask) {
+    std::memcpy(out + n, h.mask, 4);
+    n += 4;
+  }
+  return n;
+}
+
+std::size_t apply_mask(std::span<std::uint8_t> data, const std::uint8_t mask[4], std::size_t offset) noexcept {
+  offset &= 3;
+  std::uint8_t* p = data.data();
+  std::size_t size = data.size();
+  // Bytes up to a whole turn of the mask, then eight at a time with the mask doubled into a word.
+  while (size > 0 && offset != 0) {
+    *p++ ^= mask[offset];
+    offset = (offset + 1) & 3;
+    --size;
+  }
+  if (size >= 8) {
+    std::uint8_t doubled[8];
+    for (int i = 0; i < 8; ++i) doubled[i] = mask[i & 3];
+    std::uint64_t word_mask;
+    std::memcpy(&word_mask, doubled, 8);
+    while (size >= 8) {
+      std::uint64_t word;
+      std::memcpy(&word, p, 8);
+      word ^= word_mask;
+      std::memcpy(p, &word, 8);
+      p += 8;
+      size -= 8;
+    }
+  }
+  while (size > 0) {
+    *p++ ^= mask[offset];
+    offset = (offset + 1) & 3;
+    --size;
+  }
+  return offset;
+}
+
+std::size_t write_close_payload(std::uint8_t* out, std::uint16_t code, std::string_view reason) noexcept {
+  if (code == 0) return 0;
+  out[0] = static_cast<std::uint8_t>(code >> 8);
+  out[1] = static_cast<std::uint8_t>(code);
+  std::size_t size = reason.size() < max_control_payload - 2 ? reason.size() : max_control_payload - 2;
+  // Cut at a character boundary: never before a continuation byte.
+  if (size < reason.size())
+    while (size > 0 && (static_cast<std::uint8_t>(reason[size]) & 0xC0) == 0x80) --size;
+  if (size) std::memcpy(out + 2, reason.data(), size);
+  return 2 + size;
+}
+
+}  // namespace stateroom::protocol

@@ -24,7 +24,7 @@ using namespace stateroom;
 /// A room's context that only counts what the service does.
 class CountingContext final : public Context {
  public:
-  void send(MessageRecipient, MessagePayload payload) override {
+  void send(MessageRecipient, const MessagePayload& payload) override {
     ++sends;
     bytes += payload.size();
   }

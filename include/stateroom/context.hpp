@@ -16,9 +16,11 @@ class Context {
  public:
   /// Queues `payload` for `to`. Text payloads go out as text frames and binary ones as binary
   /// frames. Recipients receive the room's sends in the order the service made them. A message to
-  /// a client id that is not connected is dropped. Never blocks: a client whose queue overflows is
-  /// disconnected (see ServerOptions::max_queued_bytes).
-  virtual void send(MessageRecipient to, MessagePayload payload) = 0;
+  /// a client id that is not connected is dropped. The bytes are taken before `send` returns, so
+  /// `payload` may be a view of anything alive during the call (the message being handled, too).
+  /// Never blocks: a client whose queue overflows is disconnected (see
+  /// ServerOptions::max_queued_bytes).
+  virtual void send(MessageRecipient to, const MessagePayload& payload) = 0;
 
   /// Arms the room's one timer to call Service::timer after `ms` milliseconds. A new call replaces
   /// a pending timer; `0` fires as soon as possible (it does not cancel).

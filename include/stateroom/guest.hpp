@@ -96,11 +96,11 @@ inline void write_stderr(std::string_view s) noexcept {
 /// runtime to act on when the handler returns.
 class GuestContext final : public Context {
  public:
-  void send(MessageRecipient to, MessagePayload payload) override {
+  void send(MessageRecipient to, const MessagePayload& payload) override {
     codec::MessageFromProcess m;
     m.kind = codec::MessageFromProcess::Kind::message;
     m.recipient = to;
-    m.payload = std::move(payload);
+    m.payload = MessagePayload::view(payload.kind(), payload.view());  // encoded below: no copy
     emit(m);
   }
 

@@ -34,9 +34,17 @@ struct ServerOptions {
   /// Largest message a client may send; a larger one closes the client with 1009.
   std::size_t max_message_bytes = 1 << 20;
   /// Bytes queued for one client beyond which it is closed with 1008 (a reader too slow for the
-  /// room); the room never blocks on a slow reader. A single message is always accepted into an
-  /// empty queue.
-  std::size_t max_queued_bytes = 1 << 20;
+  /// room); the room never blocks on a slow reader. Every message counts, the first one too, with
+  /// its frame header and 16 bytes of bookkeeping, so a flood of empty messages is bounded like a
+  /// flood of large ones. Larger than `max_message_bytes`, so that an echo of the largest message
+  /// fits.
+  std::size_t max_queued_bytes = 4 << 20;
+  /// Bytes of messages a room holds while its service is busy (a WebAssembly guest paused part-way
+  /// through a long handler). Past it, the clients sending more stop being read until the room has
+  /// worked through half of it: TCP then slows the senders down, and nothing is dropped.
+  std::size_t max_room_queue_bytes = 4 << 20;
+  /// A client whose socket takes no bytes for this long while data waits for it is dropped.
+  std::chrono::milliseconds write_timeout = std::chrono::seconds(30);
   /// A client that has sent nothing for this long gets a ping.
   std::chrono::milliseconds ping_interval = std::chrono::seconds(30);
   /// A client that has sent nothing (not even a pong) for this long is closed.

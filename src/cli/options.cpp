@@ -122,8 +122,19 @@ void add_server_options(CLI::App& app, ServerOptions& o, std::string& log_level)
   app.add_option_function<std::string>(
          "--max-queued",
          [&o](const std::string& s) { o.max_queued_bytes = checked("a size", parse_size)(s); },
-         "Bytes queued for one client before it is closed with 1008 as too slow")
-      ->default_str("1MiB");
+         "Bytes queued for one client (frame headers and 16 bytes per message included) before it is closed "
+         "with 1008 as too slow")
+      ->default_str("4MiB");
+  app.add_option_function<std::string>(
+         "--max-room-queue",
+         [&o](const std::string& s) { o.max_room_queue_bytes = checked("a size", parse_size)(s); },
+         "Bytes of messages a busy room holds before its senders stop being read until it catches up")
+      ->default_str("4MiB");
+  app.add_option_function<std::string>(
+         "--write-timeout",
+         [&o](const std::string& s) { o.write_timeout = checked("a duration", parse_duration)(s); },
+         "Drop a client whose socket takes nothing for this long while data waits for it")
+      ->default_str("30s");
   app.add_option_function<std::string>(
          "--ping-interval",
          [&o](const std::string& s) { o.ping_interval = checked("a duration", parse_duration)(s); },

@@ -27,7 +27,7 @@ struct ServerKey {
   Kind kind;
 };
 
-constexpr std::array<ServerKey, 16> server_keys{{
+constexpr std::array<ServerKey, 18> server_keys{{
     {"host", "--host", Kind::text},
     {"port", "--port", Kind::port},
     {"threads", "--threads", Kind::threads},
@@ -35,6 +35,8 @@ constexpr std::array<ServerKey, 16> server_keys{{
     {"room_grace", "--room-grace", Kind::grace},
     {"max_message_size", "--max-message-size", Kind::size},
     {"max_queued", "--max-queued", Kind::size},
+    {"max_room_queue", "--max-room-queue", Kind::size},
+    {"write_timeout", "--write-timeout", Kind::duration},
     {"ping_interval", "--ping-interval", Kind::duration},
     {"idle_timeout", "--idle-timeout", Kind::duration},
     {"close_timeout", "--close-timeout", Kind::duration},

@@ -12,6 +12,7 @@
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <utility>
 
+#include "protocol/handshake.hpp"
 #include "routes.hpp"
 #include "static_files.hpp"
 #include "websocket_session.hpp"
@@ -205,16 +206,30 @@ void HttpSession::respond(Response&& response) {
 }
 
 void HttpSession::upgrade(Request&& request, std::string room_id) {
-  if (buffer_.size() != 0) {
-    // A client must wait for the handshake response before sending frames.
-    auto res = http::response<http::string_body>{http::status::bad_request, request.version()};
+  auto refuse = [&](http::status status, std::string body) {
+    auto res = http::response<http::string_body>{status, request.version()};
     res.set(http::field::content_type, "text/plain; charset=utf-8");
-    res.body() = "data sent before the WebSocket handshake completed\n";
+    if (status == http::status::upgrade_required) res.set(http::field::sec_websocket_version, "13");
+    res.body() = std::move(body);
     res.keep_alive(false);
     res.prepare_payload();
     respond(std::move(res));
+  };
+  if (request[http::field::sec_websocket_version] != "13") {
+    refuse(http::status::upgrade_required, "this server speaks WebSocket version 13\n");
     return;
   }
+  const auto key = request[http::field::sec_websocket_key];
+  if (!protocol::is_valid_client_key(std::string_view(key.data(), key.size()))) {
+    refuse(http::status::bad_request, "Sec-WebSocket-Key must be the base64 encoding of 16 bytes\n");
+    return;
+  }
+  if (buffer_.size() != 0) {
+    // A client must wait for the handshake response before sending frames.
+    refuse(http::status::bad_request, "data sent before the WebSocket handshake completed\n");
+    return;
+  }
+  std::string accept = protocol::accept_key(std::string_view(key.data(), key.size()));
   stream_.expires_never();
   Worker& target = worker_.shared.worker_for_room(room_id);
   asio::ip::tcp::socket socket = stream_.release_socket();
@@ -222,29 +237,27 @@ void HttpSession::upgrade(Request&& request, std::string room_id) {
     // Re-home the connection on the room's worker: its I/O then runs beside the room, and the
     // room's sends reach it without crossing threads.
     beast::error_code ec;
-    const auto protocol = socket.local_endpoint(ec).protocol();
+    const auto ip_protocol = socket.local_endpoint(ec).protocol();
     const auto fd = socket.release(ec);
     if (ec) {
       spdlog::warn("could not hand a connection to room '{}': {}", room_id, ec.message());
       return;
     }
-    asio::post(target.ioc, [&target, protocol, fd = OwnedFd(fd), request = std::move(request),
+    asio::post(target.ioc, [&target, ip_protocol, fd = OwnedFd(fd), accept = std::move(accept),
                             room_id = std::move(room_id)]() mutable {
       asio::ip::tcp::socket moved(target.ioc);
       beast::error_code ec;
       const int raw = fd.release();
-      moved.assign(protocol, raw, ec);
+      moved.assign(ip_protocol, raw, ec);
       if (ec) {
         ::close(raw);
         return;
       }
-      std::make_shared<WebSocketSession>(target, std::move(moved), std::move(request), std::move(room_id))
-          ->start();
+      std::make_shared<WebSocketSession>(target, std::move(moved), std::move(accept), std::move(room_id))->start();
     });
     return;
   }
-  std::make_shared<WebSocketSession>(target, std::move(socket), std::move(request), std::move(room_id))
-      ->start();
+  std::make_shared<WebSocketSession>(target, std::move(socket), std::move(accept), std::move(room_id))->start();
 }
 
 }  // namespace stateroom::server

@@ -7,12 +7,11 @@
 #include <algorithm>
 #include <exception>
 
-#include "websocket_session.hpp"
 #include "worker.hpp"
 
 namespace stateroom::server {
 
-namespace websocket = boost::beast::websocket;
+using protocol::CloseCode;
 
 namespace {
 
@@ -20,6 +19,9 @@ const char* event_name(int kind) {
   constexpr const char* names[] = {"init", "connect", "disconnect", "message", "timer"};
   return names[kind];
 }
+
+/// What a queued event costs the room's inbound bound beyond its payload.
+constexpr std::size_t event_overhead = 64;
 
 }  // namespace
 
@@ -55,6 +57,7 @@ Room::~Room() = default;
 void Room::deliver(Event&& event) {
   if (!alive()) return;
   if (busy()) {
+    queued_bytes_ += event.payload.size() + event_overhead;
     queue_.push_back(std::move(event));
     return;
   }
@@ -67,6 +70,8 @@ void Room::run_queue(bool ready) {
   while (ready && !queue_.empty()) {
     const Event event = std::move(queue_.front());
     queue_.pop_front();
+    queued_bytes_ -= event.payload.size() + event_overhead;
+    release_readers();
     ready = invoke(event);
   }
   running_ = false;
@@ -135,12 +140,11 @@ void Room::schedule_resume() {
   });
 }
 
-std::optional<ClientId> Room::join(const std::shared_ptr<WebSocketSession>& session) {
+std::optional<ClientId> Room::join(Client& member) {
   if (!alive()) return std::nullopt;
   grace_timer_.cancel();
   const ClientId client{next_client_++};
-  members_.push_back({client, session});
-  session->attach(shared_from_this(), client);
+  members_.push_back({client, &member});
   deliver(Event{EventKind::connect, client});
   if (!alive()) return std::nullopt;
   return client;
@@ -149,8 +153,18 @@ std::optional<ClientId> Room::join(const std::shared_ptr<WebSocketSession>& sess
 void Room::remove_member(ClientId client) {
   auto it = std::lower_bound(members_.begin(), members_.end(), client,
                              [](const Member& m, ClientId c) { return m.id < c; });
-  if (it != members_.end() && it->id == client) members_.erase(it);
+  if (it != members_.end() && it->id == client) {
+    std::erase(waiting_, it->client);
+    members_.erase(it);
+  }
   emptied_ = members_.empty();
+}
+
+void Room::release_readers() {
+  if (waiting_.empty() || queued_bytes_ > worker_.shared.options.max_room_queue_bytes / 2) return;
+  auto readers = std::move(waiting_);
+  waiting_.clear();
+  for (Client* c : readers) c->resume_reading();
 }
 
 void Room::leave(ClientId client) {
@@ -159,17 +173,26 @@ void Room::leave(ClientId client) {
   deliver(Event{EventKind::disconnect, client});
 }
 
-void Room::message(ClientId sender, MessagePayload&& payload) {
-  deliver(Event{EventKind::message, sender, std::move(payload)});
+bool Room::message(ClientId sender, const MessagePayload& payload, Client& from) {
+  if (!alive()) return true;
+  if (!busy()) {
+    deliver(Event{EventKind::message, sender, MessagePayload::view(payload.kind(), payload.view())});
+    return true;
+  }
+  deliver(Event{EventKind::message, sender, payload});  // busy: queued, as an owning copy
+  if (queued_bytes_ <= worker_.shared.options.max_room_queue_bytes) return true;
+  if (std::find(waiting_.begin(), waiting_.end(), &from) == waiting_.end()) waiting_.push_back(&from);
+  return false;
 }
 
-void Room::send(MessageRecipient to, MessagePayload payload) {
+void Room::send(MessageRecipient to, const MessagePayload& payload) {
   if (members_.empty()) return;
-  // One immutable payload shared by every recipient.
-  auto shared = std::make_shared<const MessagePayload>(std::move(payload));
-  std::vector<ClientId> evicted;
+  // One message for every recipient: its frame header encoded once, its payload copied into each
+  // recipient's queue (or, when large, shared by all of them).
+  const OutgoingMessage message(payload);
+  evicted_.clear();
   auto deliver = [&](Member& m) {
-    if (!m.session->enqueue(shared)) evicted.push_back(m.id);
+    if (m.client->send(message) == SendResult::dropped) evicted_.push_back(m.id);
   };
   if (to.kind == MessageRecipient::Kind::client) {
     auto it = std::lower_bound(members_.begin(), members_.end(), to.id,
@@ -184,6 +207,9 @@ void Room::send(MessageRecipient to, MessagePayload payload) {
       if (to.includes(m.id)) deliver(m);
     }
   }
+  if (evicted_.empty()) return;
+  const auto evicted = std::move(evicted_);  // leave() may send again
+  evicted_.clear();
   for (ClientId client : evicted) leave(client);
 }
 
@@ -249,8 +275,10 @@ void Room::terminate(const std::string& reason) {
   auto members = std::move(members_);
   members_.clear();
   queue_.clear();
+  queued_bytes_ = 0;
+  waiting_.clear();
   paused_ = false;
-  for (auto& m : members) m.session->close_from_room(websocket::close_code::internal_error, "room failed");
+  for (auto& m : members) m.client->close(CloseCode::internal_error, "room failed");
   unregister();
   service_.reset();
   failure_.reset();
@@ -260,10 +288,12 @@ void Room::shut_down() {
   grace_timer_.cancel();
   timer_.cancel();
   queue_.clear();
+  queued_bytes_ = 0;
+  waiting_.clear();
   while (!members_.empty() && alive()) {
-    Member m = std::move(members_.front());
+    Member m = members_.front();
     members_.erase(members_.begin());
-    m.session->close_from_room(websocket::close_code::going_away, "server shutting down");
+    m.client->close(CloseCode::going_away, "server shutting down");
     // A paused service is not waited for: it is dropped with its unfinished handler.
     if (!busy()) deliver(Event{EventKind::disconnect, m.id});
   }

@@ -9,12 +9,12 @@
 #include <string>
 #include <vector>
 
+#include "client.hpp"
 #include "stateroom/service.hpp"
 
 namespace stateroom::server {
 
 struct Worker;
-class WebSocketSession;
 
 /// A room: the service instance plus its members. Every method runs on the room's worker thread;
 /// the room is the service's Context. Handlers are never re-entered and run in arrival order: an
@@ -38,26 +38,30 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   bool end_if_empty();
   bool alive() const noexcept { return service_ != nullptr; }
 
-  /// Adds `session` as a new client and delivers `connect`. Returns the client id, or nothing when
-  /// the room failed meanwhile (the session has then been closed with 1011).
-  std::optional<ClientId> join(const std::shared_ptr<WebSocketSession>& session);
-  /// Removes a client and delivers its `disconnect` (after the running handler, if any).
+  /// Adds `client` as a new member and delivers `connect`. Returns its id, or nothing when the
+  /// room failed meanwhile (the client has then been closed with 1011). `client` must call
+  /// `leave` (or be closed by the room) before it goes away.
+  std::optional<ClientId> join(Client& client);
+  /// Removes a member and delivers its `disconnect` (after the running handler, if any).
   void leave(ClientId client);
-  /// Delivers one message from a member.
-  void message(ClientId sender, MessagePayload&& payload);
+  /// Delivers one message from member `sender`, now if the room is idle (`payload` may then be a
+  /// view: it is not kept), else into the room's queue as a copy. Returns false when the queue is
+  /// over its bound (ServerOptions::max_room_queue_bytes): `from` should stop reading until the
+  /// room calls its `resume_reading`.
+  bool message(ClientId sender, const MessagePayload& payload, Client& from);
   /// Server shutdown: every client gets its `disconnect` (unless the service is paused) and a 1001
   /// close; the service is destroyed.
   void shut_down();
 
   // Context
-  void send(MessageRecipient to, MessagePayload payload) override;
+  void send(MessageRecipient to, const MessagePayload& payload) override;
   void set_timer(std::uint32_t ms) override;
   void fail(std::string_view reason) override;
 
  private:
   struct Member {
     ClientId id;
-    std::shared_ptr<WebSocketSession> session;
+    Client* client;
   };
   enum class EventKind : std::uint8_t { init, connect, disconnect, message, timer };
   struct Event {
@@ -82,6 +86,8 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   /// Schedules the paused service's next `resume` behind the worker's other ready work.
   void schedule_resume();
   void remove_member(ClientId client);
+  /// Lets the clients that stopped reading read again once the queue is under half its bound.
+  void release_readers();
   /// Ends a failed room: closes every client with 1011, drops the service, leaves the registry.
   void terminate(const std::string& reason);
   void unregister();
@@ -97,6 +103,9 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   bool paused_ = false;   ///< the service paused part-way through a handler (Service::pending)
   bool emptied_ = false;  ///< the last member just left: the grace period starts once idle
   std::deque<Event> queue_;
+  std::size_t queued_bytes_ = 0;      ///< payload bytes (plus overhead) in queue_
+  std::vector<Client*> waiting_;      ///< members that stopped reading because queue_ is full
+  std::vector<ClientId> evicted_;     ///< scratch for `send`: members whose queue overflowed
   std::optional<std::string> failure_;
   boost::asio::steady_timer timer_;
   std::uint64_t timer_generation_ = 0;

@@ -3,9 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/buffer.hpp>
-#include <boost/asio/buffers_iterator.hpp>
-#include <boost/beast/core/buffers_to_string.hpp>
-#include <boost/beast/version.hpp>
+#include <boost/asio/post.hpp>
+#include <array>
 
 #include "room.hpp"
 #include "worker.hpp"
@@ -13,26 +12,52 @@
 namespace stateroom::server {
 
 namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace websocket = beast::websocket;
-using Clock = std::chrono::steady_clock;
+using protocol::CloseCode;
+using protocol::Opcode;
 
-WebSocketSession::WebSocketSession(Worker& worker, asio::ip::tcp::socket socket, Request request,
+namespace {
+
+/// What one queued frame costs beyond its bytes: its entry in the queue's bookkeeping. Counting it
+/// bounds a flood of empty messages as well as a flood of large ones.
+constexpr std::size_t frame_overhead = 16;
+/// Payloads at least this large are referenced by the queue rather than copied into it.
+constexpr std::size_t shared_payload_threshold = 16 * 1024;
+/// Buffers in one gathered write.
+constexpr std::size_t max_write_buffers = 16;
+/// Reads in a row from one socket before the others get their turn.
+constexpr int reads_per_turn = 4;
+
+std::string describe_remote(const asio::ip::tcp::socket& socket) {
+  boost::system::error_code ec;
+  const auto remote = socket.remote_endpoint(ec);
+  if (ec) return "an unknown address";
+  const std::string address = remote.address().to_string();
+  return (remote.address().is_v6() ? "[" + address + "]" : address) + ":" + std::to_string(remote.port());
+}
+
+}  // namespace
+
+void Worker::cork(std::shared_ptr<WebSocketSession> session) {
+  if (corked.empty()) {
+    asio::post(ioc, [this] {
+      flushing.swap(corked);
+      for (auto& s : flushing) s->flush();
+      flushing.clear();
+    });
+  }
+  corked.push_back(std::move(session));
+}
+
+WebSocketSession::WebSocketSession(Worker& worker, asio::ip::tcp::socket socket, std::string accept_key,
                                    std::string room_id)
     : worker_(worker),
-      ws_(std::move(socket)),
-      request_(std::move(request)),
+      socket_(std::move(socket)),
+      timer_(worker.ioc),
+      parser_({.max_message_size = worker.shared.options.max_message_bytes}),
       room_id_(std::move(room_id)),
-      close_deadline_(worker.ioc),
-      keepalive_(worker.ioc) {
+      accept_key_(std::move(accept_key)),
+      remote_(describe_remote(socket_)) {
   ++worker_.websocket_sessions;
-  boost::system::error_code ec;
-  const auto remote = beast::get_lowest_layer(ws_).socket().remote_endpoint(ec);
-  if (!ec) {
-    remote_ =
-        remote.address().is_v6() ? "[" + remote.address().to_string() + "]" : remote.address().to_string();
-    remote_ += ":" + std::to_string(remote.port());
-  }
 }
 
 WebSocketSession::~WebSocketSession() {
@@ -40,144 +65,283 @@ WebSocketSession::~WebSocketSession() {
 }
 
 void WebSocketSession::start() {
-  const auto& options = worker_.shared.options;
-  websocket::stream_base::timeout timeout{};
-  timeout.handshake_timeout = options.close_timeout;      // bounds the opening and closing handshakes
-  timeout.idle_timeout = websocket::stream_base::none();  // keep-alive is ours (ping interval, idle timeout)
-  timeout.keep_alive_pings = false;
-  ws_.set_option(timeout);
-  ws_.set_option(websocket::stream_base::decorator(
-      [](websocket::response_type& res) { res.set(beast::http::field::server, "stateroom"); }));
-  ws_.read_message_max(options.max_message_bytes);
-  ws_.control_callback([this](websocket::frame_type, beast::string_view) { last_heard_ = Clock::now(); });
-  ws_.async_accept(request_, [self = shared_from_this()](beast::error_code ec) { self->on_accept(ec); });
-}
-
-void WebSocketSession::attach(std::shared_ptr<Room> room, ClientId id) {
-  room_ = std::move(room);
-  id_ = id;
-}
-
-void WebSocketSession::on_accept(beast::error_code ec) {
+  boost::system::error_code ec;
+  socket_.non_blocking(true, ec);
   if (ec) {
-    spdlog::debug("room '{}': WebSocket handshake with {} failed: {}", room_id_, remote_, ec.message());
+    spdlog::debug("room '{}': cannot use the connection from {}: {}", room_id_, remote_, ec.message());
     return;
   }
-  request_ = {};
+  const std::string response =
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " +
+      accept_key_ + "\r\nServer: stateroom\r\n\r\n";
+  out_.append({reinterpret_cast<const std::uint8_t*>(response.data()), response.size()});
+  out_.end_frame();
+  accept_key_ = {};
   last_heard_ = Clock::now();
-  read_next();  // also carries the close handshake, whatever happens next
+  cork();
+  wait_readable();  // also carries the close handshake, whatever happens next
   if (worker_.shutting_down) {
-    begin_close(websocket::close_code::going_away, "server shutting down", Flush::drop);
+    begin_close(CloseCode::going_away, "server shutting down", Drop::none);
     return;
   }
   auto room = worker_.find_or_create_room(room_id_);
   if (!room) {
-    begin_close(websocket::close_code::internal_error, "room failed", Flush::drop);
+    begin_close(CloseCode::internal_error, "room failed", Drop::none);
     return;
   }
-  if (!room->join(shared_from_this())) return;  // the room failed in `connect` and closed us
-  spdlog::info("room '{}' client {} connected from {}", room_id_, id_.value, remote_);
-  arm_keepalive();
+  room_ = room;  // a member from here: the room's `connect` may already send to us
+  const auto id = room->join(*this);
+  if (!id) return;  // the room failed in `connect` and closed us
+  id_ = *id;
+  if (room_) spdlog::info("room '{}' client {} connected from {}", room_id_, id_.value, remote_);
+  arm_timer();
 }
 
-void WebSocketSession::read_next() {
-  // Frames are read straight into a string that then becomes the message payload: no copy.
-  read_target_.emplace(read_buffer_);
-  ws_.async_read(*read_target_,
-                 [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+// --- reading --------------------------------------------------------------------------------------
+
+void WebSocketSession::wait_readable() {
+  if (read_waiting_ || done_ || reading_paused_) return;
+  read_waiting_ = true;
+  socket_.async_wait(asio::ip::tcp::socket::wait_read, [self = shared_from_this()](boost::system::error_code ec) {
+    self->read_waiting_ = false;
+    if (ec || self->done_) return;
+    self->on_readable();
+  });
 }
 
-void WebSocketSession::on_read(beast::error_code ec) {
-  if (ec) {
-    leave_room();
-    log_closed(ec);
-    keepalive_.cancel();
-    close_deadline_.cancel();
-    return;
-  }
-  last_heard_ = Clock::now();
-  const auto kind = ws_.got_text() ? PayloadKind::text : PayloadKind::binary;
-  MessagePayload payload = MessagePayload::of_kind(kind, std::move(read_buffer_));
-  read_buffer_.clear();
-  if (room_ && !closing_) room_->message(id_, std::move(payload));
-  read_next();
-}
-
-bool WebSocketSession::enqueue(std::shared_ptr<const MessagePayload> message) {
-  if (closing_) return true;
-  const auto limit = worker_.shared.options.max_queued_bytes;
-  if (!queue_.empty() && queued_bytes_ + message->size() > limit) {
-    spdlog::warn("room '{}' client {} reads too slowly ({} bytes queued, limit {}): closing with 1008",
-                 room_id_, id_.value, queued_bytes_, limit);
-    room_.reset();  // the room removes us and delivers `disconnect`
-    begin_close(websocket::close_code::policy_error, "send queue full", Flush::drop);
-    return false;
-  }
-  queued_bytes_ += message->size();
-  queue_.push_back(std::move(message));
-  if (!writing_) write_next();
-  return true;
-}
-
-void WebSocketSession::write_next() {
-  if (queue_.empty()) {
-    if (closing_ && !close_sent_) send_close();
-    return;
-  }
-  writing_ = true;
-  const auto& front = *queue_.front();
-  ws_.text(front.is_text());
-  ws_.async_write(asio::buffer(front.view()),
-                  [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_write(ec); });
-}
-
-void WebSocketSession::on_write(beast::error_code ec) {
-  writing_ = false;
-  queued_bytes_ -= queue_.front()->size();
-  queue_.pop_front();
-  if (ec) {
-    // The connection is gone; the pending read reports it and leaves the room.
-    queue_.clear();
-    queued_bytes_ = 0;
-    return;
-  }
-  write_next();
-}
-
-void WebSocketSession::close_from_room(websocket::close_code code, std::string_view reason) {
-  room_.reset();
-  begin_close(code, reason, Flush::queued);
-}
-
-void WebSocketSession::begin_close(websocket::close_code code, std::string_view reason, Flush flush) {
-  if (closing_) return;
-  closing_ = true;
-  close_reason_ = websocket::close_reason(code, beast::string_view(reason.data(), reason.size()));
-  keepalive_.cancel();
-  if (flush == Flush::drop) {
-    // Keep only the message being written: a frame cannot be cut short.
-    const std::size_t keep = writing_ ? 1 : 0;
-    while (queue_.size() > keep) {
-      queued_bytes_ -= queue_.back()->size();
-      queue_.pop_back();
+void WebSocketSession::on_readable() {
+  auto* buffer = worker_.read_buffer.get();
+  for (int turn = 0; turn < reads_per_turn; ++turn) {
+    if (done_ || reading_paused_) return;
+    boost::system::error_code ec;
+    const std::size_t n = socket_.read_some(asio::buffer(buffer, Worker::read_buffer_size), ec);
+    if (ec == asio::error::would_block) break;
+    if (ec == asio::error::eof) {
+      on_peer_gone("closed without a close frame (1006)");
+      return;
+    }
+    if (ec) {
+      on_peer_gone(ec.message());
+      return;
+    }
+    on_bytes({buffer, n});
+    if (n < Worker::read_buffer_size) break;  // drained for now: the next edge wakes us
+    if (turn + 1 == reads_per_turn) {
+      // More is waiting: continue after the other ready work.
+      asio::post(worker_.ioc, [self = shared_from_this()] {
+        if (!self->done_ && !self->reading_paused_) self->on_readable();
+      });
+      return;
     }
   }
-  close_deadline_.expires_after(worker_.shared.options.close_timeout);
-  close_deadline_.async_wait([self = shared_from_this()](beast::error_code ec) {
-    if (ec) return;
-    spdlog::debug("room '{}' client {}: close handshake timed out; dropping the connection", self->room_id_,
-                  self->id_.value);
-    beast::get_lowest_layer(self->ws_).close();
-  });
-  if (!writing_) write_next();
+  if (parser_.buffered() == 0 && !parser_.in_progress()) parser_.release_memory();
+  wait_readable();
 }
 
-void WebSocketSession::send_close() {
-  close_sent_ = true;
-  ws_.async_close(close_reason_, [self = shared_from_this()](beast::error_code ec) {
-    if (ec)
-      spdlog::debug("room '{}' client {}: close failed: {}", self->room_id_, self->id_.value, ec.message());
+void WebSocketSession::on_bytes(std::span<std::uint8_t> data) {
+  last_heard_ = Clock::now();
+  pinged_ = false;
+  if (lingering_) return;  // failed: what still comes is read and discarded
+  for (;;) {
+    const protocol::Event e = parser_.next(data);
+    switch (e.kind) {
+      case protocol::Event::Kind::need_more:
+        return;
+      case protocol::Event::Kind::message:
+        if (room_) {
+          const auto kind = e.opcode == Opcode::text ? PayloadKind::text : PayloadKind::binary;
+          // Handed over in place: the room copies it only if it must queue it.
+          if (!room_->message(id_, MessagePayload::view(kind, e.payload), *this)) reading_paused_ = true;
+        }
+        break;
+      case protocol::Event::Kind::ping:
+        if (!closing_) queue_control(Opcode::pong, e.payload);
+        break;
+      case protocol::Event::Kind::pong:
+        break;
+      case protocol::Event::Kind::close:
+        on_peer_close(e.close_code, e.reason);
+        return;
+      case protocol::Event::Kind::error:
+        fail_connection(static_cast<CloseCode>(e.close_code), e.reason);
+        return;
+    }
+    if (done_) return;
+  }
+}
+
+void WebSocketSession::on_peer_close(std::uint16_t code, std::string_view reason) {
+  peer_closed_ = true;
+  if (closing_) {
+    // The answer to our close: the handshake is complete.
+    if (id_.value)
+      spdlog::info("room '{}' client {} disconnected (closed by the server, code {})", room_id_, id_.value,
+                   close_code_);
+    if (out_.empty()) finish();
+    return;
+  }
+  if (id_.value) {
+    if (reason.empty()) {
+      spdlog::info("room '{}' client {} disconnected (closed by the client, code {})", room_id_, id_.value, code);
+    } else {
+      spdlog::info("room '{}' client {} disconnected (closed by the client, code {} '{}')", room_id_, id_.value,
+                   code, reason);
+    }
+  }
+  leave_room();
+  // Echo the code (none for a close frame that had none).
+  const auto echoed = code == static_cast<std::uint16_t>(CloseCode::no_status) ? CloseCode::none
+                                                                                 : static_cast<CloseCode>(code);
+  begin_close(echoed, {}, Drop::unstarted);
+}
+
+void WebSocketSession::on_peer_gone(std::string_view how) {
+  if (id_.value && room_) spdlog::info("room '{}' client {} disconnected ({})", room_id_, id_.value, how);
+  leave_room();
+  finish();
+}
+
+void WebSocketSession::fail_connection(CloseCode code, std::string_view reason) {
+  if (id_.value)
+    spdlog::info("room '{}' client {} disconnected (closed by the server, code {}: {})", room_id_, id_.value,
+                 static_cast<int>(code), reason);
+  leave_room();
+  lingering_ = true;
+  begin_close(code, reason, Drop::unstarted);
+}
+
+void WebSocketSession::resume_reading() {
+  if (!reading_paused_) return;
+  reading_paused_ = false;
+  // Bytes may be waiting already, with no new edge to announce them: read after this pass.
+  asio::post(worker_.ioc, [self = shared_from_this()] {
+    if (!self->done_ && !self->reading_paused_ && !self->read_waiting_) self->on_readable();
   });
+}
+
+// --- writing --------------------------------------------------------------------------------------
+
+std::size_t WebSocketSession::queued_charge() const noexcept {
+  return out_.size() + out_.frames() * frame_overhead;
+}
+
+SendResult WebSocketSession::send(const OutgoingMessage& message) {
+  if (closing_ || done_) return SendResult::sent;  // no longer a member: nothing more is queued
+  const std::size_t limit = worker_.shared.options.max_queued_bytes;
+  const std::size_t charge = message.wire_size() + frame_overhead;
+  if (queued_charge() + charge > limit) {
+    spdlog::warn("room '{}' client {} reads too slowly ({} bytes queued, {} more, limit {}): closing with 1008",
+                 room_id_, id_.value, queued_charge(), charge, limit);
+    room_.reset();  // the room removes us and delivers `disconnect`
+    begin_close(CloseCode::policy_violation, "send queue full", Drop::unstarted);
+    return SendResult::dropped;
+  }
+  out_.append(message.frame_header());
+  const auto& payload = message.payload();
+  if (payload.size() >= shared_payload_threshold) {
+    out_.append_shared(message.shared_payload());
+  } else {
+    out_.append(payload.bytes());
+  }
+  out_.end_frame();
+  cork();
+  return queued_charge() > limit / 2 ? SendResult::backpressure : SendResult::sent;
+}
+
+void WebSocketSession::queue_control(Opcode opcode, std::span<const std::uint8_t> payload) {
+  std::uint8_t header[protocol::max_server_header_size];
+  out_.append({header, protocol::write_header(header, {.opcode = opcode, .payload_size = payload.size()})});
+  out_.append(payload);
+  out_.end_frame();
+  cork();
+}
+
+void WebSocketSession::cork() {
+  if (corked_ || done_) return;
+  corked_ = true;
+  worker_.cork(shared_from_this());
+}
+
+void WebSocketSession::flush() {
+  corked_ = false;
+  if (write_waiting_ || done_) return;
+  while (!out_.empty()) {
+    std::array<std::span<const std::uint8_t>, max_write_buffers> pieces;
+    const std::size_t count = out_.gather(pieces);
+    std::array<asio::const_buffer, max_write_buffers> buffers;
+    std::size_t total = 0;
+    for (std::size_t i = 0; i < count; ++i) {
+      buffers[i] = asio::const_buffer(pieces[i].data(), pieces[i].size());
+      total += pieces[i].size();
+    }
+    boost::system::error_code ec;
+    const std::size_t written = socket_.write_some(std::span(buffers.data(), count), ec);
+    if (ec == asio::error::would_block) {
+      wait_writable();
+      return;
+    }
+    if (ec) {
+      // The connection is gone; the read side reports it and leaves the room.
+      spdlog::debug("room '{}' client {}: write failed: {}", room_id_, id_.value, ec.message());
+      on_peer_gone(ec.message());
+      return;
+    }
+    out_.consume(written);
+    if (written < total) {
+      wait_writable();
+      return;
+    }
+  }
+  out_.release_memory();
+  if (!closing_) return;
+  if (peer_closed_) {
+    finish();  // our close frame answered theirs, or theirs answered ours
+  } else if (lingering_ && !shut_down_send_) {
+    // Failed: the close frame is out; half-close and read what still comes until EOF.
+    shut_down_send_ = true;
+    boost::system::error_code ignored;
+    socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+  }
+}
+
+void WebSocketSession::wait_writable() {
+  write_waiting_ = true;
+  stalled_since_ = Clock::now();
+  arm_timer();
+  socket_.async_wait(asio::ip::tcp::socket::wait_write, [self = shared_from_this()](boost::system::error_code ec) {
+    self->write_waiting_ = false;
+    if (ec || self->done_) return;
+    self->flush();
+  });
+}
+
+// --- closing --------------------------------------------------------------------------------------
+
+void WebSocketSession::close(CloseCode code, std::string_view reason) {
+  room_.reset();
+  begin_close(code, reason, Drop::none);
+}
+
+void WebSocketSession::begin_close(CloseCode code, std::string_view reason, Drop drop) {
+  if (closing_ || done_) return;
+  closing_ = true;
+  close_code_ = static_cast<std::uint16_t>(code);
+  if (drop == Drop::unstarted) out_.drop_unstarted();
+  std::uint8_t payload[protocol::max_control_payload];
+  const std::size_t size = protocol::write_close_payload(payload, close_code_, reason);
+  queue_control(Opcode::close, {payload, size});
+  close_deadline_ = Clock::now() + worker_.shared.options.close_timeout;
+  arm_timer();
+}
+
+void WebSocketSession::finish() {
+  if (done_) return;
+  done_ = true;
+  leave_room();
+  boost::system::error_code ignored;
+  timer_.cancel();
+  socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+  socket_.close(ignored);
 }
 
 void WebSocketSession::leave_room() {
@@ -186,49 +350,59 @@ void WebSocketSession::leave_room() {
   room->leave(id_);
 }
 
-void WebSocketSession::arm_keepalive() {
-  if (closing_) return;
+// --- deadlines ------------------------------------------------------------------------------------
+
+void WebSocketSession::arm_timer() {
+  if (done_) return;
   const auto& options = worker_.shared.options;
-  const auto silent = Clock::now() - last_heard_;
-  const bool pinged = ping_in_flight_ || silent >= options.ping_interval;
-  keepalive_.expires_at(last_heard_ + (pinged ? options.idle_timeout : options.ping_interval));
-  keepalive_.async_wait([self = shared_from_this()](beast::error_code ec) {
-    if (!ec) self->on_keepalive();
+  auto deadline = Clock::time_point::max();
+  if (closing_) {
+    deadline = close_deadline_;
+  } else if (id_.value) {
+    deadline = last_heard_ + (pinged_ ? options.idle_timeout : options.ping_interval);
+  }
+  if (write_waiting_) deadline = std::min(deadline, stalled_since_ + options.write_timeout);
+  if (deadline == Clock::time_point::max()) return;
+  if (timer_armed_ && timer_expiry_ <= deadline) return;  // the armed wait comes first and re-arms
+  timer_armed_ = true;
+  timer_expiry_ = deadline;
+  timer_.expires_at(deadline);
+  timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+    if (ec) return;  // replaced by an earlier deadline, or the session ended
+    self->timer_armed_ = false;
+    self->on_timer();
   });
 }
 
-void WebSocketSession::on_keepalive() {
-  if (closing_) return;
+void WebSocketSession::on_timer() {
+  if (done_) return;
   const auto& options = worker_.shared.options;
-  const auto silent = Clock::now() - last_heard_;
-  if (silent >= options.idle_timeout) {
-    spdlog::info("room '{}' client {}: silent for {} ms, closing", room_id_, id_.value,
-                 std::chrono::duration_cast<std::chrono::milliseconds>(silent).count());
-    leave_room();
-    begin_close(websocket::close_code::going_away, "idle timeout", Flush::drop);
+  const auto now = Clock::now();
+  if (closing_ && now >= close_deadline_) {
+    spdlog::debug("room '{}' client {}: close handshake timed out; dropping the connection", room_id_, id_.value);
+    finish();
     return;
   }
-  if (silent >= options.ping_interval && !ping_in_flight_) {
-    ping_in_flight_ = true;
-    ws_.async_ping({}, [self = shared_from_this()](beast::error_code) { self->ping_in_flight_ = false; });
+  if (write_waiting_ && now - stalled_since_ >= options.write_timeout) {
+    spdlog::info("room '{}' client {}: no write progress for {} ms; dropping the connection", room_id_, id_.value,
+                 options.write_timeout.count());
+    leave_room();
+    finish();
+    return;
   }
-  arm_keepalive();
-}
-
-void WebSocketSession::log_closed(beast::error_code ec) {
-  if (id_.value == 0) return;  // never joined a room
-  std::string how;
-  if (ec == websocket::error::closed) {
-    const auto& reason = ws_.reason();
-    how = close_sent_ ? "closed by the server" : "closed by the client";
-    how += ", code " + std::to_string(reason.code);
-    if (!reason.reason.empty()) how += " '" + std::string(reason.reason.data(), reason.reason.size()) + "'";
-  } else if (close_reason_.code != websocket::close_code::none) {
-    how = "closed by the server, code " + std::to_string(close_reason_.code);
-  } else {
-    how = ec.message();
+  if (!closing_ && id_.value) {
+    const auto silent = now - last_heard_;
+    if (silent >= options.idle_timeout) {
+      spdlog::info("room '{}' client {}: silent for {} ms, closing", room_id_, id_.value,
+                   std::chrono::duration_cast<std::chrono::milliseconds>(silent).count());
+      leave_room();
+      begin_close(CloseCode::going_away, "idle timeout", Drop::unstarted);
+    } else if (silent >= options.ping_interval && !pinged_) {
+      pinged_ = true;
+      queue_control(Opcode::ping, {});
+    }
   }
-  spdlog::info("room '{}' client {} disconnected ({})", room_id_, id_.value, how);
+  arm_timer();
 }
 
 }  // namespace stateroom::server

@@ -1,92 +1,102 @@
-// WebSocketSession: one client's WebSocket connection, on its room's worker thread.
+// WebSocketSession: one client's WebSocket connection after the upgrade, on its room's worker.
 #pragma once
 
-#include <boost/asio/buffer.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http/message.hpp>
-#include <boost/beast/http/string_body.hpp>
-#include <boost/beast/websocket/stream.hpp>
 #include <chrono>
-#include <deque>
 #include <memory>
-#include <optional>
 #include <string>
 
+#include "client.hpp"
+#include "output_queue.hpp"
+#include "protocol/parser.hpp"
 #include "stateroom/client_id.hpp"
-#include "stateroom/message_payload.hpp"
 
 namespace stateroom::server {
 
 struct Worker;
 class Room;
 
-using Request = boost::beast::http::request<boost::beast::http::string_body>;
-
-/// One client: completes the WebSocket handshake, joins its room, reads messages into the room
-/// and writes the room's messages out through a bounded queue. Pings an idle client and closes
-/// one that stays silent. All of it on the room's worker thread.
-class WebSocketSession final : public std::enable_shared_from_this<WebSocketSession> {
+/// One client: frames come in through the I/O-free parser and go to the room; the room's sends are
+/// corked in the output queue and leave once per pass of the event loop, in one gathered write
+/// however many messages there are. Reads go through the worker's one read buffer (an idle
+/// connection holds none); a message that arrives whole is handed to the room in place. Pings a
+/// silent client and closes one that stays silent; stops reading while its room's inbound queue
+/// is over its bound; closes a client whose writes make no progress. All on the room's worker.
+class WebSocketSession final : public Client, public std::enable_shared_from_this<WebSocketSession> {
  public:
-  WebSocketSession(Worker& worker, boost::asio::ip::tcp::socket socket, Request request, std::string room_id);
+  /// `accept_key` is the Sec-WebSocket-Accept of the client's handshake, already validated.
+  WebSocketSession(Worker& worker, boost::asio::ip::tcp::socket socket, std::string accept_key, std::string room_id);
   ~WebSocketSession();
+  WebSocketSession(const WebSocketSession&) = delete;
+  WebSocketSession& operator=(const WebSocketSession&) = delete;
 
-  /// Starts the handshake; the session keeps itself alive from here on.
+  /// Answers the handshake (the 101 leaves with the first messages) and joins the room.
   void start();
 
-  /// Queues one message from the room. Returns false when the queue overflowed: the session is
-  /// then closing with 1008 and the caller must remove it from the room.
-  bool enqueue(std::shared_ptr<const MessagePayload> message);
+  // Client
+  SendResult send(const OutgoingMessage& message) override;
+  void close(protocol::CloseCode code, std::string_view reason) override;
+  void resume_reading() override;
 
-  /// Closes the connection on the room's behalf, after the queued messages. The session no
-  /// longer belongs to the room (no `disconnect` is delivered from here on).
-  void close_from_room(boost::beast::websocket::close_code code, std::string_view reason);
-
-  /// Set by the room when the session joins it.
-  void attach(std::shared_ptr<Room> room, ClientId id);
+  /// Writes what is queued, as far as the socket takes it now. Called by the worker once per pass
+  /// for every session that queued something (Worker::cork).
+  void flush();
 
  private:
-  enum class Flush { queued, drop };
+  using Clock = std::chrono::steady_clock;
+  enum class Drop : bool { none, unstarted };
 
-  void on_accept(boost::beast::error_code ec);
-  void read_next();
-  void on_read(boost::beast::error_code ec);
-  void write_next();
-  void on_write(boost::beast::error_code ec);
-  void arm_keepalive();
-  void on_keepalive();
-  /// Starts the close handshake (once) and a deadline after which the socket is dropped.
-  void begin_close(boost::beast::websocket::close_code code, std::string_view reason, Flush flush);
-  void send_close();
-  /// Leaves the room (delivering `disconnect`) if still in one.
+  void wait_readable();
+  void on_readable();
+  /// Parses one read's bytes and acts on every event in them.
+  void on_bytes(std::span<std::uint8_t> data);
+  void on_peer_close(std::uint16_t code, std::string_view reason);
+  void on_peer_gone(std::string_view how);
+  /// Fails the connection (a protocol error, a message too big): close frame, then a lingering
+  /// close that reads and discards for a bounded time so the close frame is not lost to a reset.
+  void fail_connection(protocol::CloseCode code, std::string_view reason);
+  void wait_writable();
+  void queue_control(protocol::Opcode opcode, std::span<const std::uint8_t> payload);
+  /// Starts the close handshake once: queues the close frame and a deadline.
+  void begin_close(protocol::CloseCode code, std::string_view reason, Drop drop);
+  /// Closes the socket (the session ends once its pending waits have returned).
+  void finish();
   void leave_room();
-  void log_closed(boost::beast::error_code ec);
+  void cork();
+  void arm_timer();
+  void on_timer();
+  std::size_t queued_charge() const noexcept;
 
   Worker& worker_;
-  boost::beast::websocket::stream<boost::beast::tcp_stream> ws_;
-  Request request_;
+  boost::asio::ip::tcp::socket socket_;
+  boost::asio::steady_timer timer_;  ///< keep-alive, the close deadline and the write timeout
+  protocol::Parser parser_;
+  OutputQueue out_;
   const std::string room_id_;
+  std::string accept_key_;  ///< until the 101 is queued
   std::string remote_;
-  std::string read_buffer_;
-  std::optional<boost::asio::dynamic_string_buffer<char, std::char_traits<char>, std::allocator<char>>>
-      read_target_;
 
-  std::shared_ptr<Room> room_;
+  std::shared_ptr<Room> room_;  ///< while a member
   ClientId id_{};
 
-  std::deque<std::shared_ptr<const MessagePayload>> queue_;
-  std::size_t queued_bytes_ = 0;
-  bool writing_ = false;
+  Clock::time_point last_heard_{};
+  Clock::time_point stalled_since_{};   ///< when the socket last refused to take more
+  Clock::time_point close_deadline_{};
+  Clock::time_point timer_expiry_{};
+  std::uint16_t close_code_ = 0;        ///< the code of our close frame, once queued
 
-  bool closing_ = false;     ///< a close was decided; nothing more is queued
-  bool close_sent_ = false;  ///< async_close was issued
-  boost::beast::websocket::close_reason close_reason_;
-  boost::asio::steady_timer close_deadline_;
-
-  std::chrono::steady_clock::time_point last_heard_;
-  boost::asio::steady_timer keepalive_;
-  bool ping_in_flight_ = false;
+  bool corked_ = false;         ///< on the worker's list to flush
+  bool read_waiting_ = false;   ///< an async_wait for readability is pending
+  bool write_waiting_ = false;  ///< an async_wait for writability is pending
+  bool reading_paused_ = false; ///< the room's inbound queue is over its bound
+  bool timer_armed_ = false;
+  bool pinged_ = false;         ///< a ping went out since the client was last heard
+  bool closing_ = false;        ///< our close frame is queued
+  bool peer_closed_ = false;    ///< the client's close frame arrived
+  bool lingering_ = false;      ///< failed: after the close frame, read and discard until EOF
+  bool shut_down_send_ = false;
+  bool done_ = false;           ///< the socket is closed
 };
 
 }  // namespace stateroom::server

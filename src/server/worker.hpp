@@ -18,6 +18,7 @@
 namespace stateroom::server {
 
 class Room;
+class WebSocketSession;
 struct Worker;
 
 /// The factory new rooms are built with, numbered so a room knows whether it was replaced.
@@ -48,6 +49,18 @@ struct Worker {
   std::unordered_map<std::string, std::shared_ptr<Room>> rooms;
   std::size_t websocket_sessions = 0;  ///< live WebSocket sessions (for the shutdown drain)
   bool shutting_down = false;
+
+  /// The read buffer of every session on this worker: a session reads into it, parses every frame
+  /// in it and hands the messages on before the next session reads, so an idle connection holds
+  /// no buffer of its own.
+  static constexpr std::size_t read_buffer_size = 64 * 1024;
+  std::unique_ptr<std::uint8_t[]> read_buffer{new std::uint8_t[read_buffer_size]};
+
+  /// Queues `session` to be flushed once the ready handlers of this pass of the event loop have
+  /// run: whatever its room sends meanwhile leaves in one write.
+  void cork(std::shared_ptr<WebSocketSession> session);
+  std::vector<std::shared_ptr<WebSocketSession>> corked;    ///< to flush at the end of this pass
+  std::vector<std::shared_ptr<WebSocketSession>> flushing;  ///< being flushed (kept for its capacity)
 
   /// The room `room_id`, created (service built, `init` delivered) if it does not exist. Null
   /// when the service could not be built or failed in `init` (already logged).

@@ -399,7 +399,7 @@ wasm_trap_t* GuestService::on_send_v2(void*, wasmtime_caller_t* caller, const wa
   if (!self.ctx_) return nullptr;  // loading: there is no room to act on
   auto& message = decoded.value;
   if (message.kind == codec::MessageFromProcess::Kind::message) {
-    self.ctx_->send(message.recipient, std::move(message.payload));
+    self.ctx_->send(message.recipient, message.payload);
   } else {
     self.ctx_->set_timer(message.ms_delay);
   }

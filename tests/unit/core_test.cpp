@@ -50,6 +50,27 @@ TEST(MessagePayload, MovingKeepsTheBufferAndTheKind) {
   EXPECT_EQ(out.data(), data);
 }
 
+TEST(MessagePayload, AViewBorrowsAndACopyOwns) {
+  std::string bytes = "a message longer than any small-string buffer";
+  const MessagePayload view = MessagePayload::view(PayloadKind::binary, bytes);
+  EXPECT_TRUE(view.is_view());
+  EXPECT_EQ(view.view().data(), bytes.data()) << "a view must not copy";
+  EXPECT_TRUE(view.is_binary());
+  MessagePayload kept = view;  // what a service does to keep a message
+  EXPECT_FALSE(kept.is_view());
+  EXPECT_NE(kept.view().data(), bytes.data());
+  EXPECT_EQ(kept, view);
+  MessagePayload moved = MessagePayload::view(PayloadKind::text, bytes);
+  MessagePayload target = std::move(moved);
+  EXPECT_TRUE(target.is_view());
+  bytes[0] = 'A';
+  EXPECT_EQ(target.view().front(), 'A');
+  EXPECT_EQ(kept.view().front(), 'a');
+  target = kept;  // assigning a copy owns again
+  EXPECT_FALSE(target.is_view());
+  EXPECT_EQ(std::move(MessagePayload::view(PayloadKind::text, bytes)).release(), bytes);
+}
+
 TEST(MessageRecipient, IncludesTheRightClients) {
   const ClientId one(1), two(2);
   EXPECT_TRUE(broadcast().includes(one));
@@ -68,7 +89,7 @@ struct WithRoom : Service {
 };
 
 struct NullContext final : Context {
-  void send(MessageRecipient, MessagePayload) override {}
+  void send(MessageRecipient, const MessagePayload&) override {}
   void set_timer(std::uint32_t) override {}
   void fail(std::string_view) override {}
 };

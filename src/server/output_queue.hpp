@@ -30,6 +30,10 @@ class OutputQueue {
   /// Frames not yet completely written.
   std::size_t frames() const noexcept { return ends_.size() - ends_head_; }
   bool empty() const noexcept { return appended_ == written_; }
+  /// Bytes of memory the queue itself holds (its buffers' capacity, not the shared payloads).
+  std::size_t memory() const noexcept {
+    return bytes_.capacity() + refs_.capacity() * sizeof(Ref) + ends_.capacity() * sizeof(std::uint64_t);
+  }
 
   /// Fills `out` with the next buffers to write, in order; returns how many (at most out.size()).
   std::size_t gather(std::span<std::span<const std::uint8_t>> out) const noexcept;

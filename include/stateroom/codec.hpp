@@ -119,10 +119,10 @@ class Reader {
     if (tag > 1) return fail(DecodeError::unknown_tag);
     if (!u64(len)) return false;
     if (len > data_.size() - pos_) return fail(DecodeError::truncated);
-    std::string bytes(reinterpret_cast<const char*>(data_.data() + pos_), static_cast<std::size_t>(len));
+    const std::string_view bytes(reinterpret_cast<const char*>(data_.data() + pos_), static_cast<std::size_t>(len));
     pos_ += static_cast<std::size_t>(len);
     if (tag == 1 && !is_valid_utf8(bytes)) return fail(DecodeError::invalid_utf8);
-    p = MessagePayload::of_kind(tag == 1 ? PayloadKind::text : PayloadKind::binary, std::move(bytes));
+    p = MessagePayload::view(tag == 1 ? PayloadKind::text : PayloadKind::binary, bytes);
     return true;
   }
   bool fail(DecodeError e) noexcept {
@@ -202,6 +202,8 @@ std::string encode(const Message& m) {
   return out;
 }
 
+/// Decodes one event. A decoded payload is a view of `data` (MessagePayload::view): nothing is
+/// copied, and it is valid while `data` is; copy the payload to keep it.
 inline Decoded<MessageToProcess> decode_to_process(std::span<const std::uint8_t> data) {
   Decoded<MessageToProcess> d;
   detail::Reader r(data);
@@ -220,6 +222,7 @@ inline Decoded<MessageToProcess> decode_to_process(std::span<const std::uint8_t>
   return d;
 }
 
+/// Decodes one action; its payload, too, is a view of `data`.
 inline Decoded<MessageFromProcess> decode_from_process(std::span<const std::uint8_t> data) {
   Decoded<MessageFromProcess> d;
   detail::Reader r(data);

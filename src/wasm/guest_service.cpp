@@ -14,6 +14,15 @@
 // fails with -1 instead, and the guest's allocator reports it (the C++ guest SDK traps).
 extern "C" void stateroom_store_limits_trapping(wasmtime_context_t* context, std::int64_t memory_size,
                                                 std::int64_t table_elements);
+// The typed call of `stateroom_recv`: no type check or argument vector per event.
+extern "C" stateroom_typed_func_t* stateroom_typed_func_new(const wasmtime_context_t* context,
+                                                            const wasmtime_func_t* func);
+extern "C" void stateroom_typed_func_delete(stateroom_typed_func_t* func);
+extern "C" stateroom_call_t* stateroom_typed_func_call_async(wasmtime_context_t* context,
+                                                             const stateroom_typed_func_t* func, std::int32_t a,
+                                                             std::int32_t b, wasmtime_error_t** error);
+extern "C" bool stateroom_call_poll(stateroom_call_t* call);
+extern "C" void stateroom_call_delete(stateroom_call_t* call);
 #endif
 
 namespace stateroom::wasm::detail {
@@ -23,6 +32,7 @@ namespace {
 constexpr std::size_t max_output_line = 4096;
 
 std::uint32_t u32(const wasmtime_val_t& v) noexcept { return static_cast<std::uint32_t>(v.of.i32); }
+std::uint32_t u32(const wasmtime_val_raw_t& v) noexcept { return static_cast<std::uint32_t>(v.i32); }
 
 std::string trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\n')) s.remove_prefix(1);
@@ -61,6 +71,10 @@ GuestService::GuestService(std::shared_ptr<const Module::Impl> module, std::stri
 GuestService::~GuestService() {
   // Deleting an unfinished call unwinds the guest's stack first.
   if (future_) wasmtime_call_future_delete(future_);
+#if STATEROOM_WASMTIME_WRAPPER
+  if (typed_call_) stateroom_call_delete(typed_call_);
+  if (recv_typed_) stateroom_typed_func_delete(recv_typed_);
+#endif
   if (call_trap_) wasm_trap_delete(call_trap_);
   if (call_error_) wasmtime_error_delete(call_error_);
   flush_output();
@@ -126,6 +140,9 @@ std::optional<std::string> GuestService::start() {
           get("binary", WASMTIME_EXTERN_FUNC, v1_binary_);
   }
   if (!ok) return std::string("the instance lacks an export its module declares");
+#if STATEROOM_WASMTIME_WRAPPER
+  if (module_->abi == Abi::v2) recv_typed_ = stateroom_typed_func_new(context_, &recv_);
+#endif
   return std::nullopt;
 }
 
@@ -138,7 +155,7 @@ std::optional<std::string> GuestService::probe() {
   }
   do {
     advance();  // loading may wait for the guest: it pauses at engine ticks like any other call
-  } while (future_ && !failed_);
+  } while (pending() && !failed_);
   if (failed_) return failure_;
   return std::nullopt;
 }
@@ -154,6 +171,7 @@ void GuestService::plan(std::initializer_list<Step> steps) {
 void GuestService::set_entry(const wasmtime_func_t& func, std::initializer_list<std::int32_t> args,
                              bool takes_buffer) {
   entry_ = func;
+  entry_is_recv_ = &func == &recv_;
   entry_arg_count_ = 0;
   for (std::int32_t a : args) entry_args_[entry_arg_count_++] = a;
   entry_takes_buffer_ = takes_buffer;
@@ -163,7 +181,7 @@ void GuestService::deliver_v2(const codec::MessageToProcess& event, Context& ctx
   buffer_.resize(codec::encoded_size(event));
   codec::encode_to(event, reinterpret_cast<std::uint8_t*>(buffer_.data()));
   set_entry(recv_, {}, true);
-  plan({Step::allocate, Step::deliver, Step::release});
+  plan({Step::stage, Step::deliver});
   begin(ctx);
 }
 
@@ -172,18 +190,18 @@ void GuestService::init(Context& ctx) {
     buffer_ = codec::encode(codec::MessageToProcess{codec::MessageToProcess::Kind::init});
     set_entry(recv_, {}, true);
     if (module_->has_initialize) {
-      plan({Step::initialize, Step::check_version, Step::allocate, Step::deliver, Step::release});
+      plan({Step::initialize, Step::check_version, Step::stage, Step::deliver});
     } else {
-      plan({Step::check_version, Step::allocate, Step::deliver, Step::release});
+      plan({Step::check_version, Step::stage, Step::deliver});
     }
   } else {
     // v1 constructs its service from the room id, then shows its version globals.
     buffer_ = room_id_;
     set_entry(v1_initialize_, {}, true);
     if (module_->has_initialize) {
-      plan({Step::initialize, Step::allocate, Step::deliver, Step::release, Step::check_version});
+      plan({Step::initialize, Step::stage, Step::deliver, Step::check_version});
     } else {
-      plan({Step::allocate, Step::deliver, Step::release, Step::check_version});
+      plan({Step::stage, Step::deliver, Step::check_version});
     }
   }
   begin(ctx);
@@ -218,7 +236,7 @@ void GuestService::message(ClientId sender, const MessagePayload& payload, Conte
     buffer_.assign(payload.view());
     set_entry(payload.is_text() ? v1_message_ : v1_binary_, {static_cast<std::int32_t>(sender.value)}, true);
   }
-  plan({Step::allocate, Step::deliver, Step::release});
+  plan({Step::stage, Step::deliver});
   begin(ctx);
 }
 
@@ -254,6 +272,15 @@ void GuestService::advance() {
       future_ = nullptr;
       if (!finish_call()) return;
     }
+#if STATEROOM_WASMTIME_WRAPPER
+    if (typed_call_) {
+      slice_start_ = Clock::now();
+      if (!stateroom_call_poll(typed_call_)) return;
+      stateroom_call_delete(typed_call_);
+      typed_call_ = nullptr;
+      if (!finish_call()) return;
+    }
+#endif
     if (next_step_ == step_count_) return;
     current_step_ = steps_[next_step_++];
     const auto size = static_cast<std::int32_t>(buffer_.size());
@@ -267,9 +294,21 @@ void GuestService::advance() {
           return;
         }
         break;
-      case Step::allocate: {
-        const std::int32_t args[] = {size};
-        start_call(malloc_, args, 1, 1);
+      case Step::stage: {
+        if (buffer_.size() <= block_size_) break;  // the block holds it: no call
+        --next_step_;  // once the block is replaced, stage again
+        if (block_size_ > 0) {
+          const std::int32_t args[] = {static_cast<std::int32_t>(block_ptr_), static_cast<std::int32_t>(block_size_)};
+          freeing_block_ = true;
+          start_call(free_, args, 2, 0);
+        } else {
+          // Grown in powers of two, so a room's messages soon all fit.
+          std::uint32_t grown = min_block_size;
+          while (grown < buffer_.size()) grown *= 2;
+          const std::int32_t args[] = {static_cast<std::int32_t>(grown)};
+          block_size_ = grown;  // what the allocation is for, until it returns
+          start_call(malloc_, args, 1, 1);
+        }
         break;
       }
       case Step::deliver: {
@@ -277,15 +316,24 @@ void GuestService::advance() {
         std::size_t n = 0;
         for (std::size_t i = 0; i < entry_arg_count_; ++i) args[n++] = entry_args_[i];
         if (entry_takes_buffer_) {
-          args[n++] = static_cast<std::int32_t>(buffer_ptr_);
+          std::uint8_t* target = guest_memory(context_, block_ptr_, static_cast<std::uint32_t>(size));
+          if (!target) {
+            fail(fmt::format("the guest's block at {} no longer lies inside its memory", block_ptr_));
+            return;
+          }
+          if (size) std::memcpy(target, buffer_.data(), static_cast<std::size_t>(size));
+          args[n++] = static_cast<std::int32_t>(block_ptr_);
           args[n++] = size;
         }
+#if STATEROOM_WASMTIME_WRAPPER
+        if (entry_is_recv_ && recv_typed_) {
+          call_error_ = nullptr;
+          wasmtime_context_set_epoch_deadline(context_, 1);
+          typed_call_ = stateroom_typed_func_call_async(context_, recv_typed_, args[0], args[1], &call_error_);
+          break;
+        }
+#endif
         start_call(entry_, args, n, 0);
-        break;
-      }
-      case Step::release: {
-        const std::int32_t args[] = {static_cast<std::int32_t>(buffer_ptr_), size};
-        start_call(free_, args, 2, 0);
         break;
       }
     }
@@ -314,15 +362,18 @@ bool GuestService::finish_call() {
     fail(fault_.empty() ? explain(std::move(raw), module_->runtime().limits) : fault_);
     return false;
   }
-  if (current_step_ == Step::allocate) {
-    buffer_ptr_ = u32(call_results_[0]);
-    const auto size = static_cast<std::uint32_t>(buffer_.size());
-    std::uint8_t* target = guest_memory(context_, buffer_ptr_, size);
-    if (!target) {
-      fail(fmt::format("the guest's allocator returned {} for {} bytes, outside its memory", buffer_ptr_, size));
+  if (current_step_ == Step::stage) {
+    if (freeing_block_) {
+      freeing_block_ = false;
+      block_ptr_ = 0;
+      block_size_ = 0;
+      return true;
+    }
+    block_ptr_ = u32(call_results_[0]);
+    if (!guest_memory(context_, block_ptr_, block_size_)) {
+      fail(fmt::format("the guest's allocator returned {} for {} bytes, outside its memory", block_ptr_, block_size_));
       return false;
     }
-    if (size) std::memcpy(target, buffer_.data(), size);
   }
   return true;
 }
@@ -384,8 +435,8 @@ wasm_trap_t* GuestService::guest_fault(std::string reason) {
   return wasmtime_trap_new(fault_.data(), fault_.size());
 }
 
-wasm_trap_t* GuestService::on_send_v2(void*, wasmtime_caller_t* caller, const wasmtime_val_t* args, std::size_t,
-                                      wasmtime_val_t*, std::size_t) {
+wasm_trap_t* GuestService::on_send_v2(void*, wasmtime_caller_t* caller, wasmtime_val_raw_t* args,
+                                      std::size_t) noexcept {
   GuestService& self = self_of(caller);
   wasmtime_context_t* context = wasmtime_caller_context(caller);
   const std::uint32_t ptr = u32(args[0]), len = u32(args[1]);
@@ -414,7 +465,7 @@ wasm_trap_t* GuestService::send_v1(wasmtime_caller_t* caller, std::int32_t recip
   if (!bytes)
     return guest_fault(fmt::format("{}({}, {}, {}): the range lies outside the guest's memory ({} bytes)", function,
                                    recipient, ptr, len, wasmtime_memory_data_size(context, &memory_)));
-  std::string data(reinterpret_cast<const char*>(bytes), len);
+  const std::string_view data(reinterpret_cast<const char*>(bytes), len);
   if (kind == PayloadKind::text && !codec::is_valid_utf8(data))
     return guest_fault(fmt::format("{}: the text is not valid UTF-8", function));
   if (!ctx_) return nullptr;
@@ -422,22 +473,22 @@ wasm_trap_t* GuestService::send_v1(wasmtime_caller_t* caller, std::int32_t recip
   MessageRecipient to = broadcast();
   if (recipient > 0) to = ClientId{static_cast<std::uint32_t>(recipient)};
   if (recipient < 0) to = everyone_except(ClientId{static_cast<std::uint32_t>(-static_cast<std::int64_t>(recipient))});
-  ctx_->send(to, MessagePayload::of_kind(kind, std::move(data)));
+  ctx_->send(to, MessagePayload::view(kind, data));  // the room copies what it sends
   return nullptr;
 }
 
-wasm_trap_t* GuestService::on_send_text_v1(void*, wasmtime_caller_t* caller, const wasmtime_val_t* args,
-                                           std::size_t, wasmtime_val_t*, std::size_t) {
-  return self_of(caller).send_v1(caller, args[0].of.i32, u32(args[1]), u32(args[2]), PayloadKind::text);
+wasm_trap_t* GuestService::on_send_text_v1(void*, wasmtime_caller_t* caller, wasmtime_val_raw_t* args,
+                                           std::size_t) noexcept {
+  return self_of(caller).send_v1(caller, args[0].i32, u32(args[1]), u32(args[2]), PayloadKind::text);
 }
 
-wasm_trap_t* GuestService::on_send_binary_v1(void*, wasmtime_caller_t* caller, const wasmtime_val_t* args,
-                                             std::size_t, wasmtime_val_t*, std::size_t) {
-  return self_of(caller).send_v1(caller, args[0].of.i32, u32(args[1]), u32(args[2]), PayloadKind::binary);
+wasm_trap_t* GuestService::on_send_binary_v1(void*, wasmtime_caller_t* caller, wasmtime_val_raw_t* args,
+                                             std::size_t) noexcept {
+  return self_of(caller).send_v1(caller, args[0].i32, u32(args[1]), u32(args[2]), PayloadKind::binary);
 }
 
-wasm_trap_t* GuestService::on_set_timer_v1(void*, wasmtime_caller_t* caller, const wasmtime_val_t* args,
-                                           std::size_t, wasmtime_val_t*, std::size_t) {
+wasm_trap_t* GuestService::on_set_timer_v1(void*, wasmtime_caller_t* caller, wasmtime_val_raw_t* args,
+                                           std::size_t) noexcept {
   GuestService& self = self_of(caller);
   const std::uint32_t ms = u32(args[0]);
   self.v1_timer_cancelled_ = ms == 0;

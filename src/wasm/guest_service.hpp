@@ -13,6 +13,10 @@
 #include "stateroom/codec.hpp"
 #include "stateroom/service.hpp"
 
+// Our Wasmtime wrapper crate's typed calls (see third_party/wasmtime/src/lib.rs).
+struct stateroom_typed_func_t;
+struct stateroom_call_t;
+
 namespace stateroom::wasm::detail {
 
 /// A room's instance. Every event becomes a short plan of guest calls (allocate a buffer, write the
@@ -36,28 +40,25 @@ class GuestService final : public Service {
   void disconnect(ClientId client, Context& ctx) override;
   void message(ClientId sender, const MessagePayload& payload, Context& ctx) override;
   void timer(Context& ctx) override;
-  bool pending() const noexcept override { return future_ != nullptr; }
+  bool pending() const noexcept override { return future_ != nullptr || typed_call_ != nullptr; }
   void resume(Context& ctx) override;
 
   // Imports: the guest calls these during a delivery.
-  static wasm_trap_t* on_send_v2(void*, wasmtime_caller_t*, const wasmtime_val_t*, std::size_t, wasmtime_val_t*,
-                                 std::size_t);
-  static wasm_trap_t* on_send_text_v1(void*, wasmtime_caller_t*, const wasmtime_val_t*, std::size_t,
-                                      wasmtime_val_t*, std::size_t);
-  static wasm_trap_t* on_send_binary_v1(void*, wasmtime_caller_t*, const wasmtime_val_t*, std::size_t,
-                                        wasmtime_val_t*, std::size_t);
-  static wasm_trap_t* on_set_timer_v1(void*, wasmtime_caller_t*, const wasmtime_val_t*, std::size_t,
-                                      wasmtime_val_t*, std::size_t);
+  static wasm_trap_t* on_send_v2(void*, wasmtime_caller_t*, wasmtime_val_raw_t* args, std::size_t) noexcept;
+  static wasm_trap_t* on_send_text_v1(void*, wasmtime_caller_t*, wasmtime_val_raw_t* args, std::size_t) noexcept;
+  static wasm_trap_t* on_send_binary_v1(void*, wasmtime_caller_t*, wasmtime_val_raw_t* args, std::size_t) noexcept;
+  static wasm_trap_t* on_set_timer_v1(void*, wasmtime_caller_t*, wasmtime_val_raw_t* args, std::size_t) noexcept;
 
  private:
   /// One step of an event's plan.
   enum class Step : std::uint8_t {
     initialize,     ///< call `_initialize`
     check_version,  ///< read the version globals through memory
-    allocate,       ///< call the allocator for `buffer_`, then copy it in
-    deliver,        ///< call `entry_` with `entry_args_` (+ the buffer's pointer and length)
-    release,        ///< free the buffer
+    stage,          ///< make the guest's block hold `buffer_` (free a smaller one, allocate a larger one)
+    deliver,        ///< copy `buffer_` into the block, call `entry_` with `entry_args_` (+ its pointer and length)
   };
+  /// The smallest block allocated in the guest for the host's events.
+  static constexpr std::uint32_t min_block_size = 1024;
   using Clock = std::chrono::steady_clock;
 
   /// Runs a new event's plan as far as it goes without pausing.
@@ -102,8 +103,13 @@ class GuestService final : public Service {
   std::array<Step, 6> steps_{};
   std::uint8_t step_count_ = 0, next_step_ = 0;
   Step current_step_ = Step::deliver;
-  std::string buffer_;  ///< what `allocate` writes into guest memory
-  std::uint32_t buffer_ptr_ = 0;
+  std::string buffer_;  ///< the event's bytes, for the guest's block
+  // One block in guest memory, allocated with the guest's allocator and kept for the instance's
+  // life, carries every event: an event is then a single guest call (the interface lets the host
+  // free a block whenever it likes, and guests read their event without keeping it).
+  std::uint32_t block_ptr_ = 0;
+  std::uint32_t block_size_ = 0;
+  bool freeing_block_ = false;  ///< the staging call in flight frees the block (else allocates it)
   wasmtime_func_t entry_{};
   std::array<std::int32_t, 2> entry_args_{};
   std::uint8_t entry_arg_count_ = 0;
@@ -111,6 +117,9 @@ class GuestService final : public Service {
 
   // The call in flight; Wasmtime holds on to these until the future is deleted.
   wasmtime_call_future_t* future_ = nullptr;
+  stateroom_call_t* typed_call_ = nullptr;        ///< or this, for a typed `stateroom_recv`
+  stateroom_typed_func_t* recv_typed_ = nullptr;  ///< `stateroom_recv`, its type checked once
+  bool entry_is_recv_ = false;
   wasmtime_func_t call_func_{};
   std::array<wasmtime_val_t, 4> call_args_{};
   std::array<wasmtime_val_t, 1> call_results_{};

@@ -107,7 +107,7 @@ constexpr const char* v1_globals[] = {"JAMSOCKET_API_VERSION", "JAMSOCKET_API_PR
 struct ImportedFunc {
   const char* name;
   Signature signature;
-  wasmtime_func_callback_t callback;
+  wasmtime_func_unchecked_callback_t callback;  ///< raw values: no type check per call
 };
 
 /// The module's exports by name, with their types (owned by `vec`).
@@ -396,7 +396,7 @@ std::shared_ptr<Module> Module::load_impl(std::shared_ptr<Impl> impl, std::strin
     throw LoadError(fmt::format("{}: cannot provide WASI: {}", name, detail::take_message(error)));
   for (const auto& f : env_imports(impl->abi)) {
     auto type = make_functype(f.signature);
-    if (wasmtime_error_t* error = wasmtime_linker_define_func(impl->linker.get(), "env", 3, f.name,
+    if (wasmtime_error_t* error = wasmtime_linker_define_func_unchecked(impl->linker.get(), "env", 3, f.name,
                                                               std::strlen(f.name), type.get(), f.callback,
                                                               nullptr, nullptr))
       throw LoadError(fmt::format("{}: cannot provide env.{}: {}", name, f.name, detail::take_message(error)));

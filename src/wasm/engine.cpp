@@ -1,3 +1,5 @@
+#include <pthread.h>
+
 #include <stdexcept>
 #include <string>
 
@@ -42,14 +44,54 @@ Engine::Impl::~Impl() {
 }
 
 void Engine::Impl::tick_epochs() {
+  pthread_setname_np(pthread_self(), "stateroom-epoch");
   std::unique_lock lock(mutex_);
   auto next = std::chrono::steady_clock::now() + tick;
-  while (!wake_.wait_until(lock, next, [this] { return stopping_; })) {
+  for (;;) {
+    if (!guests_active()) {
+      // Idle: announce it, then look again, so that a call beginning meanwhile either sees the
+      // announcement (and wakes us) or is seen here.
+      idle_.store(true);
+      if (!guests_active()) {
+        wake_.wait(lock, [this] { return stopping_ || !idle_.load(); });
+        if (stopping_) return;
+        next = std::chrono::steady_clock::now() + tick;
+      }
+      idle_.store(false);
+    }
+    if (wake_.wait_until(lock, next, [this] { return stopping_; })) return;
     wasmtime_engine_increment_epoch(engine.get());
     next += tick;
     const auto now = std::chrono::steady_clock::now();
     if (next < now) next = now + tick;  // after a stall, do not catch up in a burst
   }
+}
+
+Engine::Impl::Slot& Engine::Impl::slot() noexcept {
+  static std::atomic<std::size_t> next_thread{0};
+  thread_local const std::size_t index = next_thread.fetch_add(1, std::memory_order_relaxed);
+  return slots_[index % slots_.size()];
+}
+
+bool Engine::Impl::guests_active() const noexcept {
+  for (const Slot& s : slots_)
+    if (s.active.load() != 0) return true;
+  return false;
+}
+
+void Engine::Impl::guest_started() noexcept {
+  slot().active.fetch_add(1);
+  if (idle_.load()) {
+    {
+      std::lock_guard lock(mutex_);
+      idle_.store(false);
+    }
+    wake_.notify_all();
+  }
+}
+
+void Engine::Impl::guest_finished() noexcept {
+  slot().active.fetch_sub(1);
 }
 
 bool Engine::Impl::acquire_instance() noexcept {

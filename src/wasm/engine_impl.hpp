@@ -1,8 +1,10 @@
 // Engine::Impl: the Wasmtime engine, its instance pool and the epoch clock that interrupts guests.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -19,6 +21,12 @@ struct Engine::Impl {
   explicit Impl(Limits limits);
   ~Impl();
 
+  /// A guest call (or an instantiation running a start function) begins, or ends, on this thread.
+  /// The epoch clock ticks only while one is under way, paused ones included: with no guest
+  /// running it sleeps, and costs nothing.
+  void guest_started() noexcept;
+  void guest_finished() noexcept;
+
   /// Reserves an instance slot; false when the engine already runs `max_instances`.
   bool acquire_instance() noexcept;
   void release_instance() noexcept;
@@ -29,6 +37,17 @@ struct Engine::Impl {
 
  private:
   void tick_epochs();
+  /// Whether any thread has a guest call under way.
+  bool guests_active() const noexcept;
+
+  /// Calls under way, counted per thread so that worker threads never write a shared cache line
+  /// (threads beyond the slots share them; the counts stay exact).
+  struct alignas(64) Slot {
+    std::atomic<std::int64_t> active{0};
+  };
+  std::array<Slot, 64> slots_{};
+  Slot& slot() noexcept;
+  std::atomic<bool> idle_{false};  ///< the ticker sleeps until a call begins
 
   std::mutex mutex_;
   std::condition_variable wake_;

@@ -73,6 +73,9 @@ GuestService::~GuestService() {
   if (future_) wasmtime_call_future_delete(future_);
 #if STATEROOM_WASMTIME_WRAPPER
   if (typed_call_) stateroom_call_delete(typed_call_);
+#endif
+  if (future_ || typed_call_) module_->runtime().guest_finished();
+#if STATEROOM_WASMTIME_WRAPPER
   if (recv_typed_) stateroom_typed_func_delete(recv_typed_);
 #endif
   if (call_trap_) wasm_trap_delete(call_trap_);
@@ -110,7 +113,9 @@ std::optional<std::string> GuestService::start() {
   slice_start_ = Clock::now();
   wasmtime_context_set_epoch_deadline(context_, 1);
   wasm_trap_t* trap = nullptr;
+  runtime.guest_started();
   wasmtime_error_t* error = wasmtime_instance_pre_instantiate(module_->pre.get(), context_, &instance_, &trap);
+  runtime.guest_finished();
   synchronous_ = false;
   if (error) return "instantiating the module failed: " + (fault_.empty() ? take_message(error) : fault_);
   if (trap) return fault_.empty() ? explain(take_message(trap), limits) : fault_;
@@ -270,6 +275,7 @@ void GuestService::advance() {
       if (!wasmtime_call_future_poll(future_)) return;  // paused: the room resumes us later
       wasmtime_call_future_delete(future_);
       future_ = nullptr;
+      module_->runtime().guest_finished();
       if (!finish_call()) return;
     }
 #if STATEROOM_WASMTIME_WRAPPER
@@ -278,6 +284,7 @@ void GuestService::advance() {
       if (!stateroom_call_poll(typed_call_)) return;
       stateroom_call_delete(typed_call_);
       typed_call_ = nullptr;
+      module_->runtime().guest_finished();
       if (!finish_call()) return;
     }
 #endif
@@ -329,6 +336,7 @@ void GuestService::advance() {
         if (entry_is_recv_ && recv_typed_) {
           call_error_ = nullptr;
           wasmtime_context_set_epoch_deadline(context_, 1);
+          module_->runtime().guest_started();
           typed_call_ = stateroom_typed_func_call_async(context_, recv_typed_, args[0], args[1], &call_error_);
           break;
         }
@@ -350,6 +358,7 @@ void GuestService::start_call(const wasmtime_func_t& func, const std::int32_t* a
   call_trap_ = nullptr;
   call_error_ = nullptr;
   wasmtime_context_set_epoch_deadline(context_, 1);
+  module_->runtime().guest_started();
   future_ = wasmtime_func_call_async(context_, &call_func_, call_args_.data(), nargs, call_results_.data(), nresults,
                                      &call_trap_, &call_error_);
 }

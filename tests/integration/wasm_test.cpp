@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -273,6 +274,39 @@ TEST(WasmServe, ABusyGuestDoesNotHoldUpItsNeighbour) {
               median, worst);
   // Without pausing the hog the first round trip would wait the whole 1.5 s allowance.
   EXPECT_LT(worst, 250.0);
+  EXPECT_EQ(hog->read_until_closed(5s), 1011);
+}
+
+/// Voluntary context switches of the engines' epoch clocks (threads named stateroom-epoch).
+long epoch_clock_wakeups() {
+  long total = 0;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    if (name != "stateroom-epoch") continue;
+    std::ifstream status(task.path() / "status");
+    for (std::string line; std::getline(status, line);)
+      if (line.starts_with("voluntary_ctxt_switches:")) total += std::stol(line.substr(24));
+  }
+  return total;
+}
+
+TEST(WasmServe, TheEpochClockSleepsWhileNoGuestRuns) {
+  auto module = Module::load(engine({.cpu_time_per_event = 1500ms}), hostile_path);
+  TestServer server(module, {.threads = 1});
+  auto hog = connect(server, "/ws/hog");
+  ASSERT_TRUE(hog);
+  expect_echo(*hog, "warm-up");
+  const long before = epoch_clock_wakeups();
+  std::this_thread::sleep_for(300ms);
+  const long idle = epoch_clock_wakeups() - before;
+  hog->send_text("!L");  // spins until its CPU allowance runs out
+  std::this_thread::sleep_for(300ms);
+  const long busy = epoch_clock_wakeups() - before - idle;
+  std::printf("epoch clock wake-ups in 300 ms: %ld idle, %ld with a guest running\n", idle, busy);
+  EXPECT_LE(idle, 3);   // a 1 ms clock would wake about 300 times
+  EXPECT_GE(busy, 100);
   EXPECT_EQ(hog->read_until_closed(5s), 1011);
 }
 

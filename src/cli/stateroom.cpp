@@ -12,6 +12,7 @@
 #include <regex>
 #include <thread>
 
+#include "load/load_command.hpp"
 #include "options.hpp"
 #include "project.hpp"
 #include "stateroom/server.hpp"
@@ -34,6 +35,7 @@ struct Args {
   int dev_port = -1;   ///< dev [PORT]
   std::string name;    ///< new
   std::string out = "dist";  ///< build
+  load::LoadOptions load_test;  ///< load
 };
 
 struct App {
@@ -44,6 +46,7 @@ struct App {
   CLI::App* dev = nullptr;
   CLI::App* build = nullptr;
   CLI::App* create = nullptr;
+  CLI::App* load = nullptr;
 };
 
 void add_serving_options(CLI::App& cmd, Args& a) {
@@ -86,6 +89,12 @@ std::unique_ptr<App> make_app(Args& a) {
       "new", "Creates the project NAME/ (a counter service, a page that uses it, stateroom.toml, CMakeLists.txt and "
              "a README); `cd NAME && stateroom dev` runs it.");
   app->create->add_option("name", a.name, "The project's directory and name (letters, digits, - and _)")->required();
+
+  app->load = app->app.add_subcommand(
+      "load", "Load-tests a running server (yours or any WebSocket room server) with one workload and reports "
+              "messages per second, latency percentiles and, with --server-pid, the server's CPU time per message "
+              "and memory per connection. The same as the stateroom-load program.");
+  load::add_load_options(*app->load, a.load_test);
   return app;
 }
 
@@ -352,6 +361,7 @@ int run(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app->app.exit(e);
   }
+  if (*app->load) return load::run_load_command(args.load_test, std::cout, std::cerr);
   if (*app->serve || *app->create) {
     if (!cli::apply_log_level(args.log_level)) return 2;
     return *app->serve ? serve(args) : create(args);

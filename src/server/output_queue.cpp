@@ -21,6 +21,17 @@ void OutputQueue::append_shared(std::shared_ptr<const std::string> payload) {
   refs_.push_back({bytes_.size(), std::move(payload)});
 }
 
+void OutputQueue::append(const OutgoingMessage& message) {
+  append(message.frame_header());
+  const auto& payload = message.payload();
+  if (payload.size() >= shared_payload_threshold) {
+    append_shared(message.shared_payload());
+  } else {
+    append(payload.bytes());
+  }
+  end_frame();
+}
+
 void OutputQueue::end_frame() {
   ends_.push_back(appended_);
 }

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "client.hpp"
+
 namespace stateroom::server {
 
 /// A connection's outgoing byte stream, made of frames. Small pieces are copied into one buffer
@@ -24,6 +26,10 @@ class OutputQueue {
   /// Marks the end of a frame (or of any other unit that must not be cut, such as the HTTP
   /// response before the first frame) at the current end of the stream.
   void end_frame();
+  /// Appends one frame of a room's message: its header, then its payload, copied when small and
+  /// shared with the message's other recipients when at least `shared_payload_threshold` bytes.
+  void append(const OutgoingMessage& message);
+  static constexpr std::size_t shared_payload_threshold = 16 * 1024;
 
   /// Bytes not yet written.
   std::size_t size() const noexcept { return static_cast<std::size_t>(appended_ - written_); }

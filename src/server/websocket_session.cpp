@@ -20,8 +20,6 @@ namespace {
 /// What one queued frame costs beyond its bytes: its entry in the queue's bookkeeping. Counting it
 /// bounds a flood of empty messages as well as a flood of large ones.
 constexpr std::size_t frame_overhead = 16;
-/// Payloads at least this large are referenced by the queue rather than copied into it.
-constexpr std::size_t shared_payload_threshold = 16 * 1024;
 /// Buffers in one gathered write.
 constexpr std::size_t max_write_buffers = 16;
 /// Reads in a row from one socket before the others get their turn.
@@ -236,14 +234,7 @@ SendResult WebSocketSession::send(const OutgoingMessage& message) {
     begin_close(CloseCode::policy_violation, "send queue full", Drop::unstarted);
     return SendResult::dropped;
   }
-  out_.append(message.frame_header());
-  const auto& payload = message.payload();
-  if (payload.size() >= shared_payload_threshold) {
-    out_.append_shared(message.shared_payload());
-  } else {
-    out_.append(payload.bytes());
-  }
-  out_.end_frame();
+  out_.append(message);
   cork();
   return queued_charge() > limit / 2 ? SendResult::backpressure : SendResult::sent;
 }

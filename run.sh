@@ -4,7 +4,8 @@
 #   ./run.sh test   builds and runs the whole test suite (release build, then the ASan + UBSan build)
 #   ./run.sh install  builds and installs the stateroom command, headers, libraries and guest SDK
 #                     into $PREFIX (default /usr/local)
-#   ./run.sh bench  builds and runs the benchmarks (WebAssembly room start and message cost vs native)
+#   ./run.sh bench  builds and runs the micro-benchmarks (the hot path without sockets; WebAssembly room
+#                   start and message cost vs native); bench/run-peers compares whole servers
 #   ./run.sh setup  only installs what is missing
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -83,7 +84,8 @@ case "${1:-}" in
   bench)
     setup
     build default
-    say "benchmarks (build/bin/wasm_bench; run on an idle machine)"
+    say "micro-benchmarks (build/bin/hot_path_bench, build/bin/wasm_bench; run on an idle machine)"
+    build/bin/hot_path_bench
     exec build/bin/wasm_bench
     ;;
   test)

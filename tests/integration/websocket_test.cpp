@@ -249,3 +249,59 @@ TEST_F(WebSocketTest, AClientWhoseSocketTakesNothingIsDroppedAfterTheWriteTimeou
   stuck.write(client_frame(Opcode::text, "flood:128:65536"));
   EXPECT_TRUE(log->wait_for("disconnect stuck 1", 1, 10s));
 }
+
+namespace {
+
+/// Echoes text messages; `pause:MS` makes it pause part-way through that handler for MS
+/// milliseconds (as a WebAssembly guest does in a long computation), so the room queues what
+/// arrives meanwhile.
+struct Pausing : Service {
+  std::chrono::steady_clock::time_point until{};
+  void message(ClientId sender, const MessagePayload& msg, Context& ctx) override {
+    const std::string_view text = *msg.text();
+    if (text.starts_with("pause:")) {
+      until = std::chrono::steady_clock::now() + std::chrono::milliseconds(std::stoi(std::string(text.substr(6))));
+      return;
+    }
+    ctx.send(sender, msg);
+  }
+  bool pending() const noexcept override { return std::chrono::steady_clock::now() < until; }
+  void resume(Context&) override { std::this_thread::sleep_for(1ms); }
+};
+
+}  // namespace
+
+TEST_F(WebSocketTest, ABusyRoomStopsReadingItsSendersAndLosesNothing) {
+  ServerOptions options;
+  options.max_room_queue_bytes = 256 << 10;
+  options.max_message_bytes = 8 << 10;
+  TestServer server(make_factory<Pausing>(), options);
+  RawClient c(server.port());
+  c.handshake("/ws/busy");
+  constexpr int count = 6000;
+  const std::string filler(4000, 'f');
+  const auto start = std::chrono::steady_clock::now();
+  c.write(client_frame(Opcode::text, "pause:1500"));
+  // The echoes are read as they come (a client that reads nothing would be closed as too slow).
+  int echoed = 0;
+  std::thread reader([&] {
+    for (; echoed < count; ++echoed) {
+      const std::string text = c.next_text();
+      if (text.substr(0, text.find(':')) != std::to_string(echoed)) return;
+    }
+  });
+  // 24 MB while the room is paused: more than the room's bound and every socket buffer on the way,
+  // so the writes can only finish once the server reads again, after the pause.
+  std::string batch;
+  for (int i = 0; i < count; ++i) {
+    batch += client_frame(Opcode::text, std::to_string(i) + ":" + filler);
+    if (batch.size() > 256 << 10 || i + 1 == count) {
+      c.write(batch);
+      batch.clear();
+    }
+  }
+  const auto written = std::chrono::steady_clock::now() - start;
+  reader.join();
+  EXPECT_GE(written, 1000ms) << "the server kept reading while its room was over its bound";
+  EXPECT_EQ(echoed, count) << "every message comes back, in order";
+}

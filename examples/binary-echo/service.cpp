@@ -5,7 +5,8 @@ using namespace stateroom;
 
 struct BinaryEcho : Service {
   void message(ClientId client, const MessagePayload& msg, Context& ctx) override {
-    ctx.send(client, MessagePayload(msg.bytes()));
+    // A binary view of the same bytes: nothing is copied (send takes them before it returns).
+    ctx.send(client, MessagePayload::view(PayloadKind::binary, msg.bytes()));
   }
 };
 

@@ -61,7 +61,8 @@ void Room::deliver(Event&& event) {
     queue_.push_back(std::move(event));
     return;
   }
-  const auto keep_alive = shared_from_this();  // a failing handler ends the room and drops the registry's reference
+  // No reference is taken here: whoever calls into a room holds one (a member's session, a timer's
+  // handler), and the registry's is released only after the current handler (see unregister).
   running_ = true;
   run_queue(invoke(event));
 }
@@ -266,7 +267,11 @@ void Room::unregister() {
   timer_.cancel();
   grace_timer_.cancel();
   auto it = worker_.rooms.find(id_);
-  if (it != worker_.rooms.end() && it->second.get() == this) worker_.rooms.erase(it);
+  if (it == worker_.rooms.end() || it->second.get() != this) return;
+  // The registry's reference goes after this pass of the event loop, not now: the room may be deep
+  // in its own call chain (a failing handler, the last member leaving).
+  boost::asio::post(worker_.ioc, [ended = std::move(it->second)] {});
+  worker_.rooms.erase(it);
 }
 
 void Room::terminate(const std::string& reason) {

@@ -100,6 +100,12 @@ struct Harness {
     shared.factory.store(std::make_shared<const server::FactoryVersion>(server::FactoryVersion{make_factory<Counter>(), 0}));
     shared.workers.push_back(std::make_unique<server::Worker>(shared, 0));
   }
+  ~Harness() {
+    // As the server's shutdown does: rooms go before their worker's io_context.
+    worker().ioc.poll();
+    worker().rooms.clear();
+    worker().ioc.poll();
+  }
   server::Worker& worker() { return *shared.workers.front(); }
   server::Shared shared;
 };

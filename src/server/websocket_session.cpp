@@ -205,7 +205,8 @@ void WebSocketSession::fail_connection(CloseCode code, std::string_view reason) 
                  static_cast<int>(code), reason);
   leave_room();
   lingering_ = true;
-  begin_close(code, reason, Drop::unstarted);
+  // What the room answered before the bad frame still goes out, ahead of the close frame.
+  begin_close(code, reason, Drop::none);
 }
 
 void WebSocketSession::resume_reading() {

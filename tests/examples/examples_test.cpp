@@ -134,6 +134,26 @@ TEST_P(Examples, BinaryEchoAnswersInBinary) {
   EXPECT_EQ(r->data, "héllo");
 }
 
+TEST_P(Examples, MirrorAnswersInKind) {
+  auto server = start("mirror");
+  auto c = connect(*server, "/ws/mirror");
+  ASSERT_TRUE(c);
+  c->send_text("héllo");
+  auto r = c->read();
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r->is_text("héllo")) << r->data;
+  const std::string bytes("\x00\x10\xff", 3);
+  c->send_binary(bytes);
+  r = c->read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->kind, Received::Kind::binary);
+  EXPECT_EQ(r->data, bytes);
+  c->send_text("");
+  r = c->read();
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r->is_text("")) << "an empty text message comes back as one";
+}
+
 TEST_P(Examples, Chat) {
   auto server = start("chat");
   auto a = connect(*server, "/ws/lobby");

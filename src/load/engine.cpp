@@ -156,8 +156,9 @@ void Worker::run() {
     }
     publish();
 
-    const int ready =
-        epoll_wait(epoll_, events.data(), static_cast<int>(events.size()), wait_timeout_ms(now));
+    const std::int64_t wait = wait_timeout_ns(now);
+    const timespec timeout{static_cast<time_t>(wait / 1'000'000'000), static_cast<long>(wait % 1'000'000'000)};
+    const int ready = epoll_pwait2(epoll_, events.data(), static_cast<int>(events.size()), &timeout, nullptr);
     now = now_ns();
     for (int i = 0; i < ready; ++i) {
       Connection& c = *static_cast<Connection*>(events[static_cast<std::size_t>(i)].data.ptr);
@@ -170,6 +171,7 @@ void Worker::run() {
       if (flags & (EPOLLIN | EPOLLERR | EPOLLHUP)) on_readable(c, now);
       if ((flags & EPOLLOUT) && c.generation == generation) flush(c);
     }
+    if (started_ && !stopping_ && paced()) pace(now);
   }
   for (Connection& c : connections_) close_socket(c);
   result_.latency = latency_;
@@ -177,15 +179,36 @@ void Worker::run() {
   publish();
 }
 
-int Worker::wait_timeout_ms(std::int64_t now) const noexcept {
+std::int64_t Worker::wait_timeout_ns(std::int64_t now) const noexcept {
   std::int64_t until = next_scan_;
-  if (!started_)
+  if (!started_) {
     until = std::min(until, now + ms);  // watching for the start
-  else if (!stopping_)
+  } else if (!stopping_) {
     until = std::min(until, now < warmup_end_ ? warmup_end_ : end_);
-  else
+    if (paced()) {
+      // The next message due, but no sooner than 20 us: a burst then goes out in one pass.
+      const auto next = pace_start_ + static_cast<std::int64_t>(static_cast<double>(paced_ + 1) * 1e9 / plan_.rate);
+      until = std::min(until, std::max(next, now + 20'000));
+    }
+  } else {
     until = std::min(until, stop_deadline_);
-  return static_cast<int>(std::clamp<std::int64_t>((until - now + ms - 1) / ms, 0, 100));
+  }
+  return std::clamp<std::int64_t>(until - now, 0, 100 * ms);
+}
+
+void Worker::pace(std::int64_t now) {
+  const auto due = static_cast<std::uint64_t>(static_cast<double>(now - pace_start_) * plan_.rate / 1e9);
+  for (std::size_t tried = 0; paced_ < due && tried < connections_.size();) {
+    Connection& c = connections_[pace_next_];
+    if (++pace_next_ == connections_.size()) pace_next_ = 0;
+    if (c.stage == Stage::open && c.sender && c.sent_count < c.sent.size()) {
+      send_messages(c, 1, now);
+      ++paced_;
+      tried = 0;
+    } else {
+      ++tried;
+    }
+  }
 }
 
 void Worker::publish() noexcept {
@@ -201,12 +224,13 @@ void Worker::open_more(std::int64_t now) {
 
 void Worker::begin(std::int64_t start, std::int64_t now) {
   started_ = true;
+  pace_start_ = start;
   warmup_end_ = start + plan_.warmup_ns;
   end_ = warmup_end_ + plan_.duration_ns;
   for (Connection& c : connections_) {
     if (plan_.workload == Workload::connect_churn)
       start_connect(c, now);
-    else if (c.stage == Stage::open && c.sender)
+    else if (c.stage == Stage::open && c.sender && !paced())
       send_messages(c, plan_.in_flight, now);
   }
 }
@@ -435,7 +459,7 @@ void Worker::on_open(Connection& c, std::int64_t now) {
   if (plan_.workload == Workload::connect_churn) {
     c.deadline = now + reply_timeout;
     send_messages(c, 1, now);
-  } else if (started_ && !stopping_ && c.sender) {
+  } else if (started_ && !stopping_ && c.sender && !paced()) {
     send_messages(c, plan_.in_flight, now);
   }
 }
@@ -466,7 +490,7 @@ void Worker::feed(Connection& c, std::span<std::uint8_t> bytes, std::int64_t now
         return;
     }
   }
-  if (answered > 0 && c.stage == Stage::open && !stopping_ && plan_.workload != Workload::connect_churn)
+  if (answered > 0 && c.stage == Stage::open && !stopping_ && plan_.workload != Workload::connect_churn && !paced())
     send_messages(c, answered, now);  // as many as were answered, in one write
   else
     flush(c);

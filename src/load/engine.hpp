@@ -36,6 +36,8 @@ struct Plan {
   std::uint64_t max_message_size = 0;  ///< the largest message accepted from the server
   std::int64_t warmup_ns = 0;
   std::int64_t duration_ns = 0;  ///< the measured window
+  /// Messages per second this worker sends, paced (0: each answer lets the next message go).
+  double rate = 0;
 };
 
 /// Nanoseconds on the monotonic clock.
@@ -148,7 +150,15 @@ class Worker {
   void count_message(std::int64_t now);
   void error(ErrorKind kind, std::string_view what);
   bool measuring(std::int64_t t) const noexcept { return started_ && t >= warmup_end_ && t < end_; }
-  int wait_timeout_ms(std::int64_t now) const noexcept;
+  /// How long epoll may wait, in nanoseconds.
+  std::int64_t wait_timeout_ns(std::int64_t now) const noexcept;
+  /// Whether sends follow Plan::rate instead of the answers.
+  bool paced() const noexcept {
+    return plan_.rate > 0 && plan_.workload != Workload::connect_churn && plan_.workload != Workload::idle;
+  }
+  /// Sends what the rate has made due since the start, round-robin over the senders that have
+  /// room under --in-flight; what none has room for waits for the next answer.
+  void pace(std::int64_t now);
   void publish() noexcept;
 
   const Plan& plan_;
@@ -170,6 +180,9 @@ class Worker {
   std::int64_t end_ = 0;
   std::int64_t stop_deadline_ = 0;
   std::int64_t next_scan_ = 0;
+  std::int64_t pace_start_ = 0;  // paced: when the schedule began
+  std::uint64_t paced_ = 0;      // paced: messages sent on the schedule
+  std::size_t pace_next_ = 0;    // paced: the next connection to try
 
   Histogram latency_;
   std::uint64_t completed_ = 0;

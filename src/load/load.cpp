@@ -140,6 +140,7 @@ detail::Plan make_plan(const LoadOptions& o) {
   plan.max_message_size = std::max<std::uint64_t>(std::uint64_t{1} << 20, o.payload_bytes);
   plan.warmup_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(o.warmup).count();
   plan.duration_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(o.duration).count();
+  plan.rate = o.rate / static_cast<double>(std::min<std::size_t>(o.threads, o.connections));
   return plan;
 }
 
@@ -383,6 +384,9 @@ std::optional<std::string> check_options(const LoadOptions& o) {
   if (o.warmup.count() < 0) return "--warmup must not be negative";
   const std::uint64_t frame = protocol::header_size(message_size(o), true) + message_size(o);
   if (frame * o.in_flight > max_frames_bytes) return "--payload times --in-flight must stay within 1 GiB";
+  if (!(o.rate >= 0) || o.rate > 1e9) return "--rate must be a number of messages per second from 0 to 1e9";
+  if (o.rate > 0 && (o.workload == Workload::connect_churn || o.workload == Workload::idle))
+    return "--rate paces echo, counter and broadcast only";
   if (o.threads < 1 || o.threads > max_threads)
     return "--threads must be between 1 and " + std::to_string(max_threads);
   if (!o.path_prefix.starts_with('/') || !is_path_text(o.path_prefix))

@@ -48,6 +48,9 @@ struct LoadOptions {
   std::string room_prefix = "bench-";
   std::optional<int> server_pid;  ///< a local server whose CPU time and memory to report
   unsigned threads = 1;           ///< event loops, each with its share of the connections
+  /// Messages per second to send, paced evenly over the senders (each still keeps at most
+  /// in_flight unanswered); 0 sends the next message as soon as one is answered (closed loop).
+  double rate = 0;
   bool json = false;              ///< the report as one JSON object instead of a summary
 };
 

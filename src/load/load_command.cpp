@@ -47,6 +47,10 @@ void add_load_options(CLI::App& app, LoadOptions& o) {
       "--rooms", [&o](std::size_t rooms) { o.rooms = rooms; },
       "Rooms the connections are spread over (default: one per connection; broadcast and idle: 1)");
   app.add_option("--in-flight", o.in_flight, "Messages each sender keeps unanswered")->capture_default_str();
+  app.add_option("--rate", o.rate,
+                 "Messages per second, paced evenly over the senders (each still keeps at most --in-flight "
+                 "unanswered); 0 sends the next message as soon as one is answered")
+      ->capture_default_str();
   app.add_option_function<std::string>(
          "--seconds",
          [&o](const std::string& s) { o.duration = checked("--seconds", "a duration", parse_seconds)(s); },

@@ -60,7 +60,7 @@ void print_json(const LoadResult& r, std::ostream& out) {
   const ErrorCounts& e = r.errors;
   out << "{\"workload\":" << json_string(workload_name(o.workload)) << ",\"target\":" << json_string(o.target)
       << ",\"connections\":" << o.connections << ",\"rooms\":" << *o.rooms << ",\"in_flight\":" << o.in_flight
-      << ",\"payload_bytes\":" << o.payload_bytes << ",\"threads\":" << o.threads
+      << ",\"payload_bytes\":" << o.payload_bytes << ",\"threads\":" << o.threads << ",\"rate\":" << number(o.rate, 1)
       << ",\"warmup_seconds\":" << number(static_cast<double>(o.warmup.count()) / 1000, 3)
       << ",\"seconds\":" << number(r.seconds, 3) << ",\"messages\":" << r.messages
       << ",\"messages_per_second\":" << number(r.messages_per_second, 1)
@@ -91,6 +91,7 @@ void print_summary(const LoadResult& r, std::ostream& out) {
       << (churn ? " concurrent cycles" : " connections") << " in " << *o.rooms
       << (*o.rooms == 1 ? " room" : " rooms");
   if (o.workload != Workload::idle && !churn) out << ", " << o.in_flight << " in flight";
+  if (o.rate > 0) out << ", paced at " << number(o.rate, 0) << " messages/s";
   if (o.workload == Workload::echo || churn) out << ", " << o.payload_bytes << "-byte messages";
   out << "; " << seconds_text(o.duration) << " measured after " << seconds_text(o.warmup) << " of warmup, "
       << o.threads << (o.threads == 1 ? " thread\n" : " threads\n");

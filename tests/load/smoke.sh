@@ -74,6 +74,8 @@ run echo 0 "$measured and r[\"rooms\"] == 4 and r[\"open_connections\"] == 4" \
 run "echo, 1 KiB messages, 2 threads" 0 "$measured and r[\"payload_bytes\"] == 1024" \
   --target "127.0.0.1:$echo_port" --workload echo --connections 4 --in-flight 4 --payload 1KiB --threads 2 \
   --server-pid "$echo_pid"
+run "echo, paced at 2000 messages/s" 0 "$measured and 1500 < r[\"messages_per_second\"] < 2500 and r[\"rate\"] == 2000" \
+  --target "127.0.0.1:$echo_port" --workload echo --connections 4 --in-flight 4 --rate 2000 --server-pid "$echo_pid"
 run counter 0 "$measured" \
   --target "127.0.0.1:$counter_port" --workload counter --connections 4 --in-flight 4 --server-pid "$counter_pid"
 run broadcast 0 "$measured and r[\"rooms\"] == 1" \

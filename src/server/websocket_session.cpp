@@ -24,6 +24,8 @@ constexpr std::size_t frame_overhead = 16;
 constexpr std::size_t max_write_buffers = 16;
 /// Reads in a row from one socket before the others get their turn.
 constexpr int reads_per_turn = 4;
+/// Output buffer kept by an active connection between passes.
+constexpr std::size_t max_kept_buffer = 64 * 1024;
 
 std::string describe_remote(const asio::ip::tcp::socket& socket) {
   boost::system::error_code ec;
@@ -132,7 +134,6 @@ void WebSocketSession::on_readable() {
       return;
     }
   }
-  if (parser_.buffered() == 0 && !parser_.in_progress()) parser_.release_memory();
   wait_readable();
 }
 
@@ -284,7 +285,9 @@ void WebSocketSession::flush() {
       return;
     }
   }
-  out_.release_memory();
+  // An active connection keeps its buffer from pass to pass; a large one goes at once, and a small
+  // one when the connection falls silent (on_timer).
+  if (out_.memory() > max_kept_buffer) out_.release_memory();
   if (!closing_) return;
   if (peer_closed_) {
     finish();  // our close frame answered theirs, or theirs answered ours
@@ -390,6 +393,9 @@ void WebSocketSession::on_timer() {
       leave_room();
       begin_close(CloseCode::going_away, "idle timeout", Drop::unstarted);
     } else if (silent >= options.ping_interval && !pinged_) {
+      // Silent: give back the buffers an active connection keeps, then ask whether it is there.
+      out_.release_memory();
+      if (!parser_.in_progress()) parser_.release_memory();
       pinged_ = true;
       queue_control(Opcode::ping, {});
     }

@@ -27,34 +27,30 @@ std::size_t write_header(std::uint8_t* out, const FrameHeader& h) noexcept {
 
 std::size_t apply_mask(std::span<std::uint8_t> data, const std::uint8_t mask[4], std::size_t offset) noexcept {
   offset &= 3;
+  // The mask turned to start at `offset`, as 4 and 8 bytes: whole words are XORed at once (the
+  // byte order does not matter, since data and mask are loaded the same way).
+  const std::uint8_t turned[4] = {mask[offset], mask[(offset + 1) & 3], mask[(offset + 2) & 3], mask[(offset + 3) & 3]};
+  std::uint32_t mask32;
+  std::memcpy(&mask32, turned, 4);
+  const std::uint64_t mask64 = (std::uint64_t{mask32} << 32) | mask32;
   std::uint8_t* p = data.data();
   std::size_t size = data.size();
-  // Bytes up to a whole turn of the mask, then eight at a time with the mask doubled into a word.
-  while (size > 0 && offset != 0) {
-    *p++ ^= mask[offset];
-    offset = (offset + 1) & 3;
-    --size;
+  for (; size >= 8; p += 8, size -= 8) {
+    std::uint64_t word;
+    std::memcpy(&word, p, 8);
+    word ^= mask64;
+    std::memcpy(p, &word, 8);
   }
-  if (size >= 8) {
-    std::uint8_t doubled[8];
-    for (int i = 0; i < 8; ++i) doubled[i] = mask[i & 3];
-    std::uint64_t word_mask;
-    std::memcpy(&word_mask, doubled, 8);
-    while (size >= 8) {
-      std::uint64_t word;
-      std::memcpy(&word, p, 8);
-      word ^= word_mask;
-      std::memcpy(p, &word, 8);
-      p += 8;
-      size -= 8;
-    }
+  if (size >= 4) {
+    std::uint32_t word;
+    std::memcpy(&word, p, 4);
+    word ^= mask32;
+    std::memcpy(p, &word, 4);
+    p += 4;
+    size -= 4;
   }
-  while (size > 0) {
-    *p++ ^= mask[offset];
-    offset = (offset + 1) & 3;
-    --size;
-  }
-  return offset;
+  for (std::size_t i = 0; i < size; ++i) p[i] ^= turned[i];
+  return (offset + data.size()) & 3;
 }
 
 std::size_t write_close_payload(std::uint8_t* out, std::uint16_t code, std::string_view reason) noexcept {

@@ -183,6 +183,7 @@ class Worker {
   std::int64_t pace_start_ = 0;  // paced: when the schedule began
   std::uint64_t paced_ = 0;      // paced: messages sent on the schedule
   std::size_t pace_next_ = 0;    // paced: the next connection to try
+  std::vector<std::size_t> pace_batch_;  // paced: messages per connection in this pass
 
   Histogram latency_;
   std::uint64_t completed_ = 0;

@@ -444,11 +444,32 @@ wasm_trap_t* GuestService::guest_fault(std::string reason) {
   return wasmtime_trap_new(fault_.data(), fault_.size());
 }
 
+template <class Body>
+wasm_trap_t* GuestService::guarded(const char* function, Body&& body) noexcept {
+  // Nothing may unwind into Wasmtime's frames (that aborts the process): what the host throws
+  // while serving the guest fails the room, with the reason.
+  try {
+    return body();
+  } catch (const std::exception& e) {
+    try {
+      return guest_fault(fmt::format("{}: the host failed serving it: {}", function, e.what()));
+    } catch (...) {
+    }
+  } catch (...) {
+  }
+  static constexpr std::string_view fallback = "the host failed serving a guest call";
+  return wasmtime_trap_new(fallback.data(), fallback.size());
+}
+
 wasm_trap_t* GuestService::on_send_v2(void*, wasmtime_caller_t* caller, wasmtime_val_raw_t* args,
                                       std::size_t) noexcept {
   GuestService& self = self_of(caller);
+  return self.guarded("stateroom_send", [&] { return self.send_v2(caller, u32(args[0]), u32(args[1])); });
+}
+
+wasm_trap_t* GuestService::send_v2(wasmtime_caller_t* caller, std::uint32_t ptr, std::uint32_t len) {
+  GuestService& self = *this;
   wasmtime_context_t* context = wasmtime_caller_context(caller);
-  const std::uint32_t ptr = u32(args[0]), len = u32(args[1]);
   const std::uint8_t* bytes = self.guest_memory(context, ptr, len);
   if (!bytes)
     return self.guest_fault(fmt::format("stateroom_send({}, {}): the range lies outside the guest's memory ({} bytes)",
@@ -488,50 +509,68 @@ wasm_trap_t* GuestService::send_v1(wasmtime_caller_t* caller, std::int32_t recip
 
 wasm_trap_t* GuestService::on_send_text_v1(void*, wasmtime_caller_t* caller, wasmtime_val_raw_t* args,
                                            std::size_t) noexcept {
-  return self_of(caller).send_v1(caller, args[0].i32, u32(args[1]), u32(args[2]), PayloadKind::text);
+  GuestService& self = self_of(caller);
+  return self.guarded("send_message",
+                      [&] { return self.send_v1(caller, args[0].i32, u32(args[1]), u32(args[2]), PayloadKind::text); });
 }
 
 wasm_trap_t* GuestService::on_send_binary_v1(void*, wasmtime_caller_t* caller, wasmtime_val_raw_t* args,
                                              std::size_t) noexcept {
-  return self_of(caller).send_v1(caller, args[0].i32, u32(args[1]), u32(args[2]), PayloadKind::binary);
+  GuestService& self = self_of(caller);
+  return self.guarded("send_binary",
+                      [&] { return self.send_v1(caller, args[0].i32, u32(args[1]), u32(args[2]), PayloadKind::binary); });
 }
 
 wasm_trap_t* GuestService::on_set_timer_v1(void*, wasmtime_caller_t* caller, wasmtime_val_raw_t* args,
                                            std::size_t) noexcept {
   GuestService& self = self_of(caller);
-  const std::uint32_t ms = u32(args[0]);
-  self.v1_timer_cancelled_ = ms == 0;
-  if (ms != 0 && self.ctx_) self.ctx_->set_timer(ms);
-  return nullptr;
+  return self.guarded("set_timer", [&]() -> wasm_trap_t* {
+    const std::uint32_t ms = u32(args[0]);
+    self.v1_timer_cancelled_ = ms == 0;
+    if (ms != 0 && self.ctx_) self.ctx_->set_timer(ms);
+    return nullptr;
+  });
 }
 
 // --- deadlines and output -------------------------------------------------------------------------
 
 wasmtime_error_t* GuestService::on_deadline(wasmtime_context_t*, void* data, std::uint64_t* delta,
-                                            wasmtime_update_deadline_kind_t* kind) {
+                                            wasmtime_update_deadline_kind_t* kind) noexcept {
   auto& self = *static_cast<GuestService*>(data);
   const auto now = Clock::now();
   self.event_time_ += now - self.slice_start_;
   self.slice_start_ = now;
   const auto allowance = self.module_->runtime().limits.cpu_time_per_event;
   if (self.event_time_ >= allowance) {
-    self.fault_ = fmt::format("the guest ran past its CPU time allowance of {} ms for one event", allowance.count());
-    return wasmtime_error_new(self.fault_.c_str());
+    try {
+      self.fault_ = fmt::format("the guest ran past its CPU time allowance of {} ms for one event", allowance.count());
+    } catch (...) {
+      self.fault_.clear();  // the error's own message says it
+    }
+    return wasmtime_error_new(self.fault_.empty() ? "the guest ran past its CPU time allowance" : self.fault_.c_str());
   }
   *delta = 1;
   *kind = self.synchronous_ ? WASMTIME_UPDATE_DEADLINE_CONTINUE : WASMTIME_UPDATE_DEADLINE_YIELD;
   return nullptr;
 }
 
-std::ptrdiff_t GuestService::on_stdout(void* data, const unsigned char* bytes, std::size_t len) {
+std::ptrdiff_t GuestService::on_stdout(void* data, const unsigned char* bytes, std::size_t len) noexcept {
   auto& self = *static_cast<GuestService*>(data);
-  self.log_output(self.stdout_line_, bytes, len, false);
+  try {
+    self.log_output(self.stdout_line_, bytes, len, false);
+  } catch (...) {
+    self.stdout_line_.clear();  // the output is lost, not the room
+  }
   return static_cast<std::ptrdiff_t>(len);
 }
 
-std::ptrdiff_t GuestService::on_stderr(void* data, const unsigned char* bytes, std::size_t len) {
+std::ptrdiff_t GuestService::on_stderr(void* data, const unsigned char* bytes, std::size_t len) noexcept {
   auto& self = *static_cast<GuestService*>(data);
-  self.log_output(self.stderr_line_, bytes, len, true);
+  try {
+    self.log_output(self.stderr_line_, bytes, len, true);
+  } catch (...) {
+    self.stderr_line_.clear();
+  }
   return static_cast<std::ptrdiff_t>(len);
 }
 

@@ -78,14 +78,18 @@ class GuestService final : public Service {
   /// Delivers a v2 event without a payload.
   void deliver_v2(const codec::MessageToProcess& event, Context& ctx);
 
+  wasm_trap_t* send_v2(wasmtime_caller_t* caller, std::uint32_t ptr, std::uint32_t len);
   wasm_trap_t* send_v1(wasmtime_caller_t* caller, std::int32_t recipient, std::uint32_t ptr, std::uint32_t len,
                        PayloadKind kind);
+  /// Runs an import's body; an exception becomes a trap that fails the room with its reason.
+  template <class Body>
+  wasm_trap_t* guarded(const char* function, Body&& body) noexcept;
   /// Records `reason` as the cause of the trap it returns.
   wasm_trap_t* guest_fault(std::string reason);
   static wasmtime_error_t* on_deadline(wasmtime_context_t*, void* self, std::uint64_t* delta,
-                                       wasmtime_update_deadline_kind_t* kind);
-  static std::ptrdiff_t on_stdout(void* self, const unsigned char* data, std::size_t len);
-  static std::ptrdiff_t on_stderr(void* self, const unsigned char* data, std::size_t len);
+                                       wasmtime_update_deadline_kind_t* kind) noexcept;
+  static std::ptrdiff_t on_stdout(void* self, const unsigned char* data, std::size_t len) noexcept;
+  static std::ptrdiff_t on_stderr(void* self, const unsigned char* data, std::size_t len) noexcept;
   void log_output(std::string& pending, const unsigned char* data, std::size_t len, bool error);
   void flush_output();
 

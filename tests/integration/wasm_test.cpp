@@ -374,6 +374,29 @@ TEST(WasmServe, StoppingTheServerWhileAGuestIsPausedIsClean) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
 }
 
+// What the host throws while a guest calls it (here: the room refusing a send) fails the room with
+// the reason, as a trap; it never unwinds through Wasmtime's frames, which would abort the process.
+TEST(WasmHost, AnExceptionInTheHostFailsTheRoomAsATrap) {
+  struct Refusing final : Context {
+    std::string failure;
+    void send(MessageRecipient, const MessagePayload&) override { throw std::runtime_error("no room for it"); }
+    void set_timer(std::uint32_t) override {}
+    void fail(std::string_view reason) override {
+      if (failure.empty()) failure = reason;
+    }
+  } ctx;
+  auto module = Module::load(engine(), std::string(STATEROOM_WASM_DIR) + "/counter.wasm");
+  auto service = module->create("r", ctx);
+  ASSERT_TRUE(service);
+  service->init(ctx);
+  while (service->pending()) service->resume(ctx);
+  ASSERT_EQ(ctx.failure, "");
+  service->message(ClientId{1}, MessagePayload("increment"), ctx);  // the counter broadcasts
+  while (service->pending()) service->resume(ctx);
+  EXPECT_NE(ctx.failure.find("stateroom_send: the host failed serving it: no room for it"), std::string::npos)
+      << ctx.failure;
+}
+
 TEST(WasmServe, LegacyV1Module) {
   auto module = Module::load(engine(), legacy_path);
   ASSERT_EQ(module->abi(), Abi::v1);

@@ -377,6 +377,12 @@ TEST(WasmServe, StoppingTheServerWhileAGuestIsPausedIsClean) {
 // What the host throws while a guest calls it (here: the room refusing a send) fails the room with
 // the reason, as a trap; it never unwinds through Wasmtime's frames, which would abort the process.
 TEST(WasmHost, AnExceptionInTheHostFailsTheRoomAsATrap) {
+#if defined(__SANITIZE_ADDRESS__)
+  // AddressSanitizer cannot follow an exception thrown on Wasmtime's fiber stacks (it does not know
+  // the stack switched: google/sanitizers#189) and reports a false stack-buffer-underflow; the
+  // release build runs this test.
+  GTEST_SKIP() << "exceptions on a guest's fiber stack confuse AddressSanitizer";
+#endif
   struct Refusing final : Context {
     std::string failure;
     void send(MessageRecipient, const MessagePayload&) override { throw std::runtime_error("no room for it"); }

@@ -315,6 +315,7 @@ void WebSocketSession::wait_writable() {
 void WebSocketSession::close(CloseCode code, std::string_view reason) {
   room_.reset();
   begin_close(code, reason, Drop::none);
+  resume_reading();  // no longer held back by the room: the client's close frame must be read
 }
 
 void WebSocketSession::begin_close(CloseCode code, std::string_view reason, Drop drop) {

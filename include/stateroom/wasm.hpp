@@ -32,7 +32,8 @@ struct Limits {
   std::uint64_t memory_bytes = 64ull << 20;
   /// The most time the guest may run for one event (its `init`, one message, ...). Guests pause
   /// every millisecond so the other rooms of the worker thread keep running meanwhile, and only
-  /// the time the guest itself runs counts. Past it the room fails.
+  /// the time the guest itself runs counts, measured from the first millisecond tick of each call
+  /// (a call may run up to one tick more than this). Past it the room fails.
   std::chrono::milliseconds cpu_time_per_event{1000};
   /// The most instances (rooms) alive at once across the modules of an Engine; a room beyond it
   /// fails to start. Each instance slot reserves address space (not memory) up front.

@@ -1,4 +1,7 @@
+#include <linux/membarrier.h>
 #include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <stdexcept>
 #include <string>
@@ -13,6 +16,9 @@ detail::EngineHandle make_engine(const Limits& limits) {
   wasm_config_t* config = wasm_config_new();
   // Guests are interrupted by epochs (a cheap check at loop heads and calls), not fuel.
   wasmtime_config_epoch_interruption_set(config, true);
+  // A memory keeps its address as it grows (its pool slot reserves the cap), so the host may keep
+  // a guest's memory base across calls.
+  wasmtime_config_memory_may_move_set(config, false);
   // One pool slot per room: instantiation then reuses pre-reserved memory instead of mapping it.
   wasmtime_pooling_allocation_config_t* pool = wasmtime_pooling_allocation_config_new();
   wasmtime_pooling_allocation_config_total_core_instances_set(pool, limits.max_instances);
@@ -28,9 +34,18 @@ detail::EngineHandle make_engine(const Limits& limits) {
   return detail::EngineHandle(engine);
 }
 
+/// Whether the kernel provides the heavy half of an asymmetric fence (membarrier, Linux 4.14+) to
+/// this process.
+bool register_heavy_barrier() noexcept {
+  const long commands = syscall(__NR_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+  if (commands < 0 || !(commands & MEMBARRIER_CMD_PRIVATE_EXPEDITED)) return false;
+  return syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+}
+
 }  // namespace
 
-Engine::Impl::Impl(Limits limits_in) : limits(limits_in), engine(make_engine(limits)) {
+Engine::Impl::Impl(Limits limits_in)
+    : limits(limits_in), engine(make_engine(limits)), asymmetric_(register_heavy_barrier()) {
   ticker_ = std::thread([this] { tick_epochs(); });
 }
 
@@ -52,6 +67,9 @@ void Engine::Impl::tick_epochs() {
       // Idle: announce it, then look again, so that a call beginning meanwhile either sees the
       // announcement (and wakes us) or is seen here.
       idle_.store(true);
+      // With the asymmetric fence, the workers' half costs nothing and this half makes every
+      // thread's earlier stores (a call beginning) visible before the look below.
+      if (asymmetric_) syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
       if (!guests_active()) {
         wake_.wait(lock, [this] { return stopping_ || !idle_.load(); });
         if (stopping_) return;
@@ -67,21 +85,34 @@ void Engine::Impl::tick_epochs() {
   }
 }
 
-Engine::Impl::Slot& Engine::Impl::slot() noexcept {
+std::size_t Engine::Impl::slot_index() noexcept {
   static std::atomic<std::size_t> next_thread{0};
-  thread_local const std::size_t index = next_thread.fetch_add(1, std::memory_order_relaxed);
-  return slots_[index % slots_.size()];
+  thread_local const std::size_t index =
+      std::min(next_thread.fetch_add(1, std::memory_order_relaxed), shared_slot);
+  return index;
 }
 
 bool Engine::Impl::guests_active() const noexcept {
   for (const Slot& s : slots_)
-    if (s.active.load() != 0) return true;
+    if (s.active.load(std::memory_order_relaxed) != 0) return true;
   return false;
 }
 
 void Engine::Impl::guest_started() noexcept {
-  slot().active.fetch_add(1);
-  if (idle_.load()) {
+  const std::size_t index = slot_index();
+  std::atomic<std::int64_t>& active = slots_[index].active;
+  if (index == shared_slot) {
+    active.fetch_add(1);  // a full fence too
+  } else {
+    // This thread's own slot: a plain increment, then the light half of the fence.
+    active.store(active.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    if (asymmetric_) {
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+    } else {
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+    }
+  }
+  if (idle_.load(std::memory_order_relaxed)) {
     {
       std::lock_guard lock(mutex_);
       idle_.store(false);
@@ -91,7 +122,13 @@ void Engine::Impl::guest_started() noexcept {
 }
 
 void Engine::Impl::guest_finished() noexcept {
-  slot().active.fetch_sub(1);
+  const std::size_t index = slot_index();
+  std::atomic<std::int64_t>& active = slots_[index].active;
+  if (index == shared_slot) {
+    active.fetch_sub(1);
+  } else {
+    active.store(active.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+  }
 }
 
 bool Engine::Impl::acquire_instance() noexcept {

@@ -40,14 +40,19 @@ struct Engine::Impl {
   /// Whether any thread has a guest call under way.
   bool guests_active() const noexcept;
 
-  /// Calls under way, counted per thread so that worker threads never write a shared cache line
-  /// (threads beyond the slots share them; the counts stay exact).
+  /// Calls under way, counted per thread so that worker threads never write a shared cache line:
+  /// each of the first 63 threads owns a slot (and counts without a locked instruction), any
+  /// further threads share the last one.
   struct alignas(64) Slot {
     std::atomic<std::int64_t> active{0};
   };
-  std::array<Slot, 64> slots_{};
-  Slot& slot() noexcept;
+  static constexpr std::size_t shared_slot = 63;
+  std::array<Slot, shared_slot + 1> slots_{};
+  static std::size_t slot_index() noexcept;
   std::atomic<bool> idle_{false};  ///< the ticker sleeps until a call begins
+  /// A call beginning and the ticker going idle are ordered by an asymmetric fence (membarrier on
+  /// the ticker's side) when the kernel has one, else by a full fence on every call.
+  const bool asymmetric_;
 
   std::mutex mutex_;
   std::condition_variable wake_;

@@ -145,6 +145,8 @@ std::optional<std::string> GuestService::start() {
           get("binary", WASMTIME_EXTERN_FUNC, v1_binary_);
   }
   if (!ok) return std::string("the instance lacks an export its module declares");
+  memory_base_ = wasmtime_memory_data(context_, &memory_);
+  memory_size_ = wasmtime_memory_data_size(context_, &memory_);
 #if STATEROOM_WASMTIME_WRAPPER
   if (module_->abi == Abi::v2) recv_typed_ = stateroom_typed_func_new(context_, &recv_);
 #endif
@@ -268,10 +270,18 @@ void GuestService::resume(Context& ctx) {
   ctx_ = nullptr;
 }
 
+void GuestService::start_slice() noexcept {
+  // A call's first slice is not timed: it ends at the first engine tick, and reading the clock for
+  // every call would cost as much as a short event's guest code. A call is thus charged from its
+  // first tick on (at most one tick less than it ran); a resumed call is timed from its resumption.
+  slice_start_ = call_polled_ ? Clock::now() : Clock::time_point{};
+  call_polled_ = true;
+}
+
 void GuestService::advance() {
   while (!failed_) {
     if (future_) {
-      slice_start_ = Clock::now();
+      start_slice();
       if (!wasmtime_call_future_poll(future_)) return;  // paused: the room resumes us later
       wasmtime_call_future_delete(future_);
       future_ = nullptr;
@@ -280,7 +290,7 @@ void GuestService::advance() {
     }
 #if STATEROOM_WASMTIME_WRAPPER
     if (typed_call_) {
-      slice_start_ = Clock::now();
+      start_slice();
       if (!stateroom_call_poll(typed_call_)) return;
       stateroom_call_delete(typed_call_);
       typed_call_ = nullptr;
@@ -335,6 +345,7 @@ void GuestService::advance() {
 #if STATEROOM_WASMTIME_WRAPPER
         if (entry_is_recv_ && recv_typed_) {
           call_error_ = nullptr;
+          call_polled_ = false;
           wasmtime_context_set_epoch_deadline(context_, 1);
           module_->runtime().guest_started();
           typed_call_ = stateroom_typed_func_call_async(context_, recv_typed_, args[0], args[1], &call_error_);
@@ -357,6 +368,7 @@ void GuestService::start_call(const wasmtime_func_t& func, const std::int32_t* a
   }
   call_trap_ = nullptr;
   call_error_ = nullptr;
+  call_polled_ = false;
   wasmtime_context_set_epoch_deadline(context_, 1);
   module_->runtime().guest_started();
   future_ = wasmtime_func_call_async(context_, &call_func_, call_args_.data(), nargs, call_results_.data(), nresults,
@@ -424,9 +436,14 @@ std::optional<std::string> GuestService::check_versions() {
 }
 
 std::uint8_t* GuestService::guest_memory(wasmtime_context_t* context, std::uint32_t ptr, std::uint32_t len) {
-  const std::size_t size = wasmtime_memory_data_size(context, &memory_);
-  if (static_cast<std::uint64_t>(ptr) + len > size) return nullptr;
-  return wasmtime_memory_data(context, &memory_) + ptr;
+  // The memory never moves (the engine forbids it) and only grows: the size last read is a lower
+  // bound, read again only when a range reaches past it.
+  const std::uint64_t end = static_cast<std::uint64_t>(ptr) + len;
+  if (end > memory_size_) {
+    memory_size_ = wasmtime_memory_data_size(context, &memory_);
+    if (end > memory_size_) return nullptr;
+  }
+  return memory_base_ + ptr;
 }
 
 // --- imports --------------------------------------------------------------------------------------
@@ -538,7 +555,7 @@ wasmtime_error_t* GuestService::on_deadline(wasmtime_context_t*, void* data, std
                                             wasmtime_update_deadline_kind_t* kind) noexcept {
   auto& self = *static_cast<GuestService*>(data);
   const auto now = Clock::now();
-  self.event_time_ += now - self.slice_start_;
+  if (self.slice_start_ != Clock::time_point{}) self.event_time_ += now - self.slice_start_;
   self.slice_start_ = now;
   const auto allowance = self.module_->runtime().limits.cpu_time_per_event;
   if (self.event_time_ >= allowance) {

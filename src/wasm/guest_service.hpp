@@ -66,6 +66,8 @@ class GuestService final : public Service {
   /// Advances the plan: polls the call in flight, starts the next steps. Stops when the plan is
   /// done, a call pauses, or the room failed.
   void advance();
+  /// Marks the start of a slice of the call in flight, before each poll.
+  void start_slice() noexcept;
   void start_call(const wasmtime_func_t& func, const std::int32_t* args, std::size_t nargs, std::size_t nresults);
   /// Checks the call that just finished; false (room failed) on a trap.
   bool finish_call();
@@ -100,6 +102,8 @@ class GuestService final : public Service {
   wasmtime_context_t* context_ = nullptr;
   wasmtime_instance_t instance_{};
   wasmtime_memory_t memory_{};
+  std::uint8_t* memory_base_ = nullptr;  ///< where the memory lies: it never moves
+  std::uint64_t memory_size_ = 0;        ///< its size when last read (it only grows)
   wasmtime_func_t malloc_{}, free_{}, recv_{}, initialize_{};
   wasmtime_func_t v1_initialize_{}, v1_connect_{}, v1_disconnect_{}, v1_timer_{}, v1_message_{}, v1_binary_{};
 
@@ -136,7 +140,8 @@ class GuestService final : public Service {
   std::string fault_;  ///< why the host made the guest trap, when it did
   bool synchronous_ = false;  ///< outside a pausable call (instantiation): deadlines cannot pause
   Clock::duration event_time_{};  ///< guest time spent on the current event
-  Clock::time_point slice_start_{};
+  Clock::time_point slice_start_{};  ///< the slice's start; zero while a call's first slice runs
+  bool call_polled_ = false;          ///< the call in flight was polled before (it paused)
   bool v1_timer_cancelled_ = false;
   std::string stdout_line_, stderr_line_;
 };

@@ -4,7 +4,9 @@
 // source compiles natively and for wasm32-wasi.
 #pragma once
 
+#include <cstddef>
 #include <memory>
+#include <span>
 #include <string_view>
 #include <type_traits>
 
@@ -47,6 +49,19 @@ class Service {
   virtual bool pending() const noexcept { return false; }
   /// Continues the paused handler for a while; `ctx` is the room's context, as in the handler.
   virtual void resume(Context& /*ctx*/) {}
+  /// Several messages from `sender` that arrived together (one read of its socket), in order.
+  /// Returns how many it took: the server delivers the others later, as it does any event that
+  /// finds the service `pending()`. The default hands them to `message` one by one and stops at one
+  /// that leaves the service pending; a host whose calls cost more than its services' work (the
+  /// WebAssembly host: one guest call for all of them) takes them at once.
+  virtual std::size_t messages(ClientId sender, std::span<const MessagePayload> payloads, Context& ctx) {
+    std::size_t taken = 0;
+    while (taken < payloads.size()) {
+      message(sender, payloads[taken++], ctx);
+      if (pending()) break;
+    }
+    return taken;
+  }
 };
 
 /// Builds the service of each new room. `create` may be called from several threads at once.

@@ -180,10 +180,39 @@ bool Room::message(ClientId sender, const MessagePayload& payload, Client& from)
     deliver(Event{EventKind::message, sender, MessagePayload::view(payload.kind(), payload.view())});
     return true;
   }
+  return enqueue_message(sender, payload, from);
+}
+
+bool Room::enqueue_message(ClientId sender, const MessagePayload& payload, Client& from) {
   deliver(Event{EventKind::message, sender, payload});  // busy: queued, as an owning copy
   if (queued_bytes_ <= worker_.shared.options.max_room_queue_bytes) return true;
   if (std::find(waiting_.begin(), waiting_.end(), &from) == waiting_.end()) waiting_.push_back(&from);
   return false;
+}
+
+bool Room::messages(ClientId sender, std::span<const MessagePayload> payloads, Client& from) {
+  if (payloads.size() == 1) return message(sender, payloads[0], from);
+  if (!alive()) return true;
+  std::size_t taken = 0;
+  bool ready = false;
+  const bool now = !busy();
+  if (now) {
+    running_ = true;
+    try {
+      taken = std::min(service_->messages(sender, payloads, *this), payloads.size());
+    } catch (const std::exception& e) {
+      fail(std::string("message threw: ") + e.what());
+    } catch (...) {
+      fail("message threw a non-standard exception");
+    }
+    ready = settle();
+    if (!alive()) return true;
+  }
+  // What the service did not take waits, in order, ahead of anything that comes later.
+  bool reading = true;
+  for (std::size_t i = taken; i < payloads.size(); ++i) reading = enqueue_message(sender, payloads[i], from) && reading;
+  if (now) run_queue(ready);
+  return reading;
 }
 
 void Room::send(MessageRecipient to, const MessagePayload& payload) {

@@ -6,6 +6,7 @@
 #include <deque>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,9 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   /// over its bound (ServerOptions::max_room_queue_bytes): `from` should stop reading until the
   /// room calls its `resume_reading`.
   bool message(ClientId sender, const MessagePayload& payload, Client& from);
+  /// Delivers messages from `sender` that arrived together, as `message` does each of them, but in
+  /// one call of the service (Service::messages) when the room is idle.
+  bool messages(ClientId sender, std::span<const MessagePayload> payloads, Client& from);
   /// Server shutdown: every client gets its `disconnect` (unless the service is paused) and a 1001
   /// close; the service is destroyed.
   void shut_down();
@@ -80,6 +84,9 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   void run_queue(bool ready);
   /// Calls the service for one event, catching what it throws; false if the room ended.
   bool invoke(const Event& event);
+  /// Queues a message (an owning copy) behind the room's other events; false when the queue is
+  /// then over its bound, and `from` is told to read again once it drains.
+  bool enqueue_message(ClientId sender, const MessagePayload& payload, Client& from);
   /// After a handler or a resume: ends the room if it failed, pauses it if the service is
   /// pending. False when the room cannot run its next event now.
   bool settle();

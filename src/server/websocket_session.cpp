@@ -141,16 +141,31 @@ void WebSocketSession::on_bytes(std::span<std::uint8_t> data) {
   last_heard_ = Clock::now();
   pinged_ = false;
   if (lingering_) return;  // failed: what still comes is read and discarded
+  // The messages of this read reach the room together (one call of a WebAssembly guest for all of
+  // them), handed over in place: the room copies them only if it must queue them. A message the
+  // parser gathered from fragments lives in its buffer, which the next message reuses: it goes at
+  // once, with those before it.
+  const std::uint8_t* const read_begin = data.data();
+  const std::uint8_t* const read_end = read_begin + data.size();
+  std::vector<MessagePayload>& batch = worker_.inbound;
+  batch.clear();
+  auto hand_over = [&] {
+    if (batch.empty()) return;
+    if (room_ && !room_->messages(id_, batch, *this)) reading_paused_ = true;
+    batch.clear();
+  };
   for (;;) {
     const protocol::Event e = parser_.next(data);
     switch (e.kind) {
       case protocol::Event::Kind::need_more:
+        hand_over();
         return;
       case protocol::Event::Kind::message:
         if (room_) {
           const auto kind = e.opcode == Opcode::text ? PayloadKind::text : PayloadKind::binary;
-          // Handed over in place: the room copies it only if it must queue it.
-          if (!room_->message(id_, MessagePayload::view(kind, e.payload), *this)) reading_paused_ = true;
+          batch.push_back(MessagePayload::view(kind, e.payload));
+          const bool in_place = e.payload.empty() || (e.payload.data() >= read_begin && e.payload.data() < read_end);
+          if (!in_place) hand_over();
         }
         break;
       case protocol::Event::Kind::ping:
@@ -159,10 +174,12 @@ void WebSocketSession::on_bytes(std::span<std::uint8_t> data) {
       case protocol::Event::Kind::pong:
         break;
       case protocol::Event::Kind::close:
-        on_peer_close(e.close_code, e.reason);
+        hand_over();
+        if (!done_) on_peer_close(e.close_code, e.reason);
         return;
       case protocol::Event::Kind::error:
-        fail_connection(static_cast<CloseCode>(e.close_code), e.reason);
+        hand_over();
+        if (!done_) fail_connection(static_cast<CloseCode>(e.close_code), e.reason);
         return;
     }
     if (done_) return;

@@ -55,6 +55,9 @@ struct Worker {
   /// no buffer of its own.
   static constexpr std::size_t read_buffer_size = 64 * 1024;
   std::unique_ptr<std::uint8_t[]> read_buffer{new std::uint8_t[read_buffer_size]};
+  /// The messages of one read, gathered to reach their room in one delivery (views into the read
+  /// buffer; kept for its capacity).
+  std::vector<MessagePayload> inbound;
 
   /// Queues `session` to be flushed once the ready handlers of this pass of the event loop have
   /// run: whatever its room sends meanwhile leaves in one write.

@@ -3,6 +3,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 
@@ -21,7 +23,9 @@ detail::EngineHandle make_engine(const Limits& limits) {
   wasmtime_config_memory_may_move_set(config, false);
   // One pool slot per room: instantiation then reuses pre-reserved memory instead of mapping it.
   wasmtime_pooling_allocation_config_t* pool = wasmtime_pooling_allocation_config_new();
-  wasmtime_pooling_allocation_config_total_core_instances_set(pool, limits.max_instances);
+  // Two instances per room: the guest and its batch module (see GuestService::messages).
+  wasmtime_pooling_allocation_config_total_core_instances_set(
+      pool, static_cast<std::uint32_t>(std::min<std::uint64_t>(2ull * limits.max_instances, UINT32_MAX)));
   wasmtime_pooling_allocation_config_total_memories_set(pool, limits.max_instances);
   wasmtime_pooling_allocation_config_total_tables_set(pool, limits.max_instances);
   // A paused guest keeps its stack: one per room.

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cstring>
+#include <stdexcept>
 #include <utility>
 
 #include "stateroom/codec.hpp"
@@ -65,6 +66,35 @@ std::string explain(std::string raw, const Limits& limits) {
 
 }  // namespace
 
+ModuleHandle compile_batcher(wasm_engine_t* engine) {
+  // Records: u32 length, the bytes, padding to 4; the next record is at at + 4 + round4(length).
+  static constexpr std::string_view text = R"wat(
+    (module
+      (import "guest" "memory" (memory 0))
+      (import "guest" "stateroom_recv" (func $recv (param i32 i32)))
+      (func (export "recv_batch") (param $at i32) (param $count i32)
+        (local $len i32)
+        (block $done
+          (loop $next
+            (br_if $done (i32.eqz (local.get $count)))
+            (local.set $len (i32.load (local.get $at)))
+            (call $recv (i32.add (local.get $at) (i32.const 4)) (local.get $len))
+            (local.set $at (i32.add (local.get $at)
+                                    (i32.and (i32.add (local.get $len) (i32.const 7)) (i32.const -4))))
+            (local.set $count (i32.sub (local.get $count) (i32.const 1)))
+            (br $next)))))
+  )wat";
+  wasm_byte_vec_t wasm;
+  if (wasmtime_error_t* error = wasmtime_wat2wasm(text.data(), text.size(), &wasm))
+    throw std::runtime_error("the batch module does not parse: " + take_message(error));
+  wasmtime_module_t* module = nullptr;
+  wasmtime_error_t* error =
+      wasmtime_module_new(engine, reinterpret_cast<const std::uint8_t*>(wasm.data), wasm.size, &module);
+  wasm_byte_vec_delete(&wasm);
+  if (error) throw std::runtime_error("the batch module does not compile: " + take_message(error));
+  return ModuleHandle(module);
+}
+
 GuestService::GuestService(std::shared_ptr<const Module::Impl> module, std::string room_id)
     : module_(std::move(module)), room_id_(std::move(room_id)) {}
 
@@ -77,6 +107,7 @@ GuestService::~GuestService() {
   if (future_ || typed_call_) module_->runtime().guest_finished();
 #if STATEROOM_WASMTIME_WRAPPER
   if (recv_typed_) stateroom_typed_func_delete(recv_typed_);
+  if (recv_batch_typed_) stateroom_typed_func_delete(recv_batch_typed_);
 #endif
   if (call_trap_) wasm_trap_delete(call_trap_);
   if (call_error_) wasmtime_error_delete(call_error_);
@@ -147,8 +178,31 @@ std::optional<std::string> GuestService::start() {
   if (!ok) return std::string("the instance lacks an export its module declares");
   memory_base_ = wasmtime_memory_data(context_, &memory_);
   memory_size_ = wasmtime_memory_data_size(context_, &memory_);
+  if (module_->batcher) {
+    // The batch module shares the guest's memory and calls its `stateroom_recv`.
+    wasmtime_extern_t imports[2];
+    imports[0].kind = WASMTIME_EXTERN_MEMORY;
+    imports[0].of.memory = memory_;
+    imports[1].kind = WASMTIME_EXTERN_FUNC;
+    imports[1].of.func = recv_;
+    wasmtime_instance_t batch_instance;
+    wasm_trap_t* batch_trap = nullptr;
+    wasmtime_extern_t item;
+    wasmtime_error_t* batch_error =
+        wasmtime_instance_new(context_, module_->batcher.get(), imports, 2, &batch_instance, &batch_trap);
+    if (batch_error || batch_trap) {
+      // A memory the batch module cannot import (shared, 64-bit): events go one call each.
+      spdlog::debug("room '{}': messages go one guest call each ({})", room_id_,
+                    batch_error ? take_message(batch_error) : take_message(batch_trap));
+    } else if (wasmtime_instance_export_get(context_, &batch_instance, "recv_batch", 10, &item) &&
+               item.kind == WASMTIME_EXTERN_FUNC) {
+      recv_batch_ = item.of.func;
+      has_batch_ = true;
+    }
+  }
 #if STATEROOM_WASMTIME_WRAPPER
   if (module_->abi == Abi::v2) recv_typed_ = stateroom_typed_func_new(context_, &recv_);
+  if (has_batch_) recv_batch_typed_ = stateroom_typed_func_new(context_, &recv_batch_);
 #endif
   return std::nullopt;
 }
@@ -179,6 +233,7 @@ void GuestService::set_entry(const wasmtime_func_t& func, std::initializer_list<
                              bool takes_buffer) {
   entry_ = func;
   entry_is_recv_ = &func == &recv_;
+  batch_count_ = 0;
   entry_arg_count_ = 0;
   for (std::int32_t a : args) entry_args_[entry_arg_count_++] = a;
   entry_takes_buffer_ = takes_buffer;
@@ -245,6 +300,27 @@ void GuestService::message(ClientId sender, const MessagePayload& payload, Conte
   }
   plan({Step::stage, Step::deliver});
   begin(ctx);
+}
+
+std::size_t GuestService::messages(ClientId sender, std::span<const MessagePayload> payloads, Context& ctx) {
+  if (!has_batch_ || payloads.size() < 2) return Service::messages(sender, payloads, ctx);
+  // One record per message: its length, its encoding, padding to 4 bytes.
+  std::size_t total = 0;
+  for (const MessagePayload& p : payloads) total += 4 + ((codec::encoded_message_size(p) + 3) & ~std::size_t{3});
+  buffer_.assign(total, '\0');
+  auto* at = reinterpret_cast<std::uint8_t*>(buffer_.data());
+  for (const MessagePayload& p : payloads) {
+    const std::size_t size = codec::encoded_message_size(p);
+    const auto len = static_cast<std::uint32_t>(size);
+    for (int i = 0; i < 4; ++i) at[i] = static_cast<std::uint8_t>(len >> (8 * i));
+    codec::encode_message_to(sender, p, at + 4);
+    at += 4 + ((size + 3) & ~std::size_t{3});
+  }
+  set_entry(recv_batch_, {}, true);
+  batch_count_ = static_cast<std::uint32_t>(payloads.size());
+  plan({Step::stage, Step::deliver});
+  begin(ctx);
+  return payloads.size();
 }
 
 void GuestService::timer(Context& ctx) {
@@ -340,15 +416,15 @@ void GuestService::advance() {
           }
           if (size) std::memcpy(target, buffer_.data(), static_cast<std::size_t>(size));
           args[n++] = static_cast<std::int32_t>(block_ptr_);
-          args[n++] = size;
+          args[n++] = batch_count_ ? static_cast<std::int32_t>(batch_count_) : size;
         }
 #if STATEROOM_WASMTIME_WRAPPER
-        if (entry_is_recv_ && recv_typed_) {
+        if (stateroom_typed_func_t* typed = batch_count_ ? recv_batch_typed_ : entry_is_recv_ ? recv_typed_ : nullptr) {
           call_error_ = nullptr;
           call_polled_ = false;
           wasmtime_context_set_epoch_deadline(context_, 1);
           module_->runtime().guest_started();
-          typed_call_ = stateroom_typed_func_call_async(context_, recv_typed_, args[0], args[1], &call_error_);
+          typed_call_ = stateroom_typed_func_call_async(context_, typed, args[0], args[1], &call_error_);
           break;
         }
 #endif

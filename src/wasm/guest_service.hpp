@@ -19,6 +19,11 @@ struct stateroom_call_t;
 
 namespace stateroom::wasm::detail {
 
+/// Compiles the batch module: `recv_batch(at, count)` calls the guest's `stateroom_recv` on each of
+/// `count` records at `at` in the guest's memory (a record: the event's length as a little-endian
+/// u32, its bytes, padding to 4 bytes). Throws std::runtime_error if it does not compile.
+ModuleHandle compile_batcher(wasm_engine_t* engine);
+
 /// A room's instance. Every event becomes a short plan of guest calls (allocate a buffer, write the
 /// encoded event, deliver it, free the buffer); the calls run on a separate stack that pauses every
 /// engine tick, so a long-running guest reports `pending()` and the room resumes it later. Anything
@@ -39,6 +44,8 @@ class GuestService final : public Service {
   void connect(ClientId client, Context& ctx) override;
   void disconnect(ClientId client, Context& ctx) override;
   void message(ClientId sender, const MessagePayload& payload, Context& ctx) override;
+  /// v2: every message in one guest call (the batch module's loop over `stateroom_recv`).
+  std::size_t messages(ClientId sender, std::span<const MessagePayload> payloads, Context& ctx) override;
   void timer(Context& ctx) override;
   bool pending() const noexcept override { return future_ != nullptr || typed_call_ != nullptr; }
   void resume(Context& ctx) override;
@@ -105,6 +112,8 @@ class GuestService final : public Service {
   std::uint8_t* memory_base_ = nullptr;  ///< where the memory lies: it never moves
   std::uint64_t memory_size_ = 0;        ///< its size when last read (it only grows)
   wasmtime_func_t malloc_{}, free_{}, recv_{}, initialize_{};
+  wasmtime_func_t recv_batch_{};  ///< v2: the batch module's `recv_batch`
+  bool has_batch_ = false;
   wasmtime_func_t v1_initialize_{}, v1_connect_{}, v1_disconnect_{}, v1_timer_{}, v1_message_{}, v1_binary_{};
 
   // The plan of the event being handled.
@@ -127,7 +136,9 @@ class GuestService final : public Service {
   wasmtime_call_future_t* future_ = nullptr;
   stateroom_call_t* typed_call_ = nullptr;        ///< or this, for a typed `stateroom_recv`
   stateroom_typed_func_t* recv_typed_ = nullptr;  ///< `stateroom_recv`, its type checked once
+  stateroom_typed_func_t* recv_batch_typed_ = nullptr;  ///< the batch module's `recv_batch`
   bool entry_is_recv_ = false;
+  std::uint32_t batch_count_ = 0;  ///< the entry is `recv_batch` over this many records (0: not a batch)
   wasmtime_func_t call_func_{};
   std::array<wasmtime_val_t, 4> call_args_{};
   std::array<wasmtime_val_t, 1> call_results_{};

@@ -406,6 +406,8 @@ std::shared_ptr<Module> Module::load_impl(std::shared_ptr<Impl> impl, std::strin
     throw LoadError(fmt::format("{}: {}", name, detail::take_message(error)));
   impl->pre.reset(pre);
 
+  if (impl->abi == Abi::v2) impl->batcher = detail::compile_batcher(engine);
+
   // Instantiate once to check what only an instance shows: its start-up and version globals.
   std::shared_ptr<const Impl> shared = std::move(impl);
   {

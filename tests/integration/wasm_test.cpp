@@ -403,6 +403,38 @@ TEST(WasmHost, AnExceptionInTheHostFailsTheRoomAsATrap) {
       << ctx.failure;
 }
 
+// Messages that arrived together go to the guest in one call; one that pauses part-way through the
+// batch leaves the service pending, and resuming finishes the rest, in order.
+TEST(WasmHost, ABatchOfMessagesIsDeliveredInOrderAcrossAPause) {
+  struct Recording final : Context {
+    std::vector<std::string> sent;
+    std::string failure;
+    void send(MessageRecipient, const MessagePayload& payload) override { sent.emplace_back(payload.view()); }
+    void set_timer(std::uint32_t) override {}
+    void fail(std::string_view reason) override { failure = reason; }
+  } ctx;
+  auto module = Module::load(engine(), hostile_path);
+  auto service = module->create("r", ctx);
+  ASSERT_TRUE(service);
+  service->init(ctx);
+  while (service->pending()) service->resume(ctx);
+  service->connect(ClientId{1}, ctx);
+  while (service->pending()) service->resume(ctx);
+  const std::vector<MessagePayload> batch = {MessagePayload("a"), MessagePayload("!S1"),
+                                             MessagePayload(std::string(3000, 'b')), MessagePayload("c")};
+  ASSERT_EQ(service->messages(ClientId{1}, batch, ctx), batch.size());  // all taken, in one call
+  EXPECT_TRUE(service->pending());  // "!S1" computes past an engine tick
+  int resumes = 0;
+  while (service->pending()) {
+    service->resume(ctx);
+    ++resumes;
+  }
+  EXPECT_GE(resumes, 1);
+  EXPECT_EQ(ctx.failure, "");
+  ASSERT_EQ(ctx.sent.size(), batch.size());
+  for (std::size_t i = 0; i < batch.size(); ++i) EXPECT_EQ(ctx.sent[i], batch[i].view()) << i;
+}
+
 TEST(WasmServe, LegacyV1Module) {
   auto module = Module::load(engine(), legacy_path);
   ASSERT_EQ(module->abi(), Abi::v1);

@@ -19,6 +19,7 @@
 #include "protocol/frame.hpp"
 #include "protocol/handshake.hpp"
 #include "protocol/parser.hpp"
+#include "stateroom/wasm.hpp"
 
 using namespace stateroom;
 using namespace stateroom::test;
@@ -175,6 +176,30 @@ TEST_F(WebSocketTest, EveryFrameOfOneSegmentIsAnsweredInOrder) {
   for (int i = 0; i < 500; ++i) burst += client_frame(Opcode::text, "echo:" + std::to_string(i));
   c.write(burst);  // one write: the server reads many frames at once
   for (int i = 0; i < 500; ++i) ASSERT_EQ(c.next_text(), std::to_string(i));
+}
+
+// The messages of one read reach a WebAssembly guest in one call (a batch); they must come back
+// in order, whatever their sizes (the guest's block grows for the large ones) and with a message
+// gathered from fragments among them (it cannot wait in the batch: the parser reuses its buffer).
+TEST_F(WebSocketTest, EveryFrameOfOneSegmentReachesAGuestInOrder) {
+  auto engine = std::make_shared<wasm::Engine>(wasm::Limits{});
+  auto module = wasm::Module::load(engine, std::string(STATEROOM_WASM_DIR) + "/mirror.wasm");
+  TestServer server(module, {.threads = 1});
+  RawClient c(server.port());
+  c.handshake("/ws/batch");
+  std::vector<std::string> sent;
+  std::string burst;
+  for (int i = 0; i < 300; ++i) {
+    std::string text = std::to_string(i) + (i % 50 == 7 ? std::string(5000 + 100 * i, 'x') : "");
+    if (i == 150) {
+      burst += client_frame(Opcode::text, text.substr(0, 2), false) + client_frame(Opcode::continuation, text.substr(2));
+    } else {
+      burst += client_frame(Opcode::text, text);
+    }
+    sent.push_back(std::move(text));
+  }
+  c.write(burst);
+  for (const std::string& text : sent) ASSERT_EQ(c.next_text(), text);
 }
 
 TEST_F(WebSocketTest, FramesSplitAcrossSegmentsMakeOneMessage) {

@@ -240,8 +240,7 @@ void GuestService::set_entry(const wasmtime_func_t& func, std::initializer_list<
 }
 
 void GuestService::deliver_v2(const codec::MessageToProcess& event, Context& ctx) {
-  buffer_.resize(codec::encoded_size(event));
-  codec::encode_to(event, reinterpret_cast<std::uint8_t*>(buffer_.data()));
+  codec::encode_to(event, event_space(codec::encoded_size(event)));
   set_entry(recv_, {}, true);
   plan({Step::stage, Step::deliver});
   begin(ctx);
@@ -249,6 +248,7 @@ void GuestService::deliver_v2(const codec::MessageToProcess& event, Context& ctx
 
 void GuestService::init(Context& ctx) {
   if (module_->abi == Abi::v2) {
+    in_block_ = 0;
     buffer_ = codec::encode(codec::MessageToProcess{codec::MessageToProcess::Kind::init});
     set_entry(recv_, {}, true);
     if (module_->has_initialize) {
@@ -258,6 +258,7 @@ void GuestService::init(Context& ctx) {
     }
   } else {
     // v1 constructs its service from the room id, then shows its version globals.
+    in_block_ = 0;
     buffer_ = room_id_;
     set_entry(v1_initialize_, {}, true);
     if (module_->has_initialize) {
@@ -289,12 +290,26 @@ void GuestService::disconnect(ClientId client, Context& ctx) {
   begin(ctx);
 }
 
+std::uint8_t* GuestService::event_space(std::size_t size) {
+  // Between calls the host may write the guest's memory; a block that holds the event takes it
+  // directly. Otherwise `buffer_` keeps it while the block is replaced (calls that may pause).
+  if (!failed_ && size > 0 && size <= block_size_) {
+    if (std::uint8_t* target = guest_memory(context_, block_ptr_, static_cast<std::uint32_t>(size))) {
+      in_block_ = static_cast<std::uint32_t>(size);
+      return target;
+    }
+  }
+  in_block_ = 0;
+  buffer_.resize(size);
+  return reinterpret_cast<std::uint8_t*>(buffer_.data());
+}
+
 void GuestService::message(ClientId sender, const MessagePayload& payload, Context& ctx) {
   if (module_->abi == Abi::v2) {
-    buffer_.resize(codec::encoded_message_size(payload));
-    codec::encode_message_to(sender, payload, reinterpret_cast<std::uint8_t*>(buffer_.data()));
+    codec::encode_message_to(sender, payload, event_space(codec::encoded_message_size(payload)));
     set_entry(recv_, {}, true);
   } else {
+    in_block_ = 0;
     buffer_.assign(payload.view());
     set_entry(payload.is_text() ? v1_message_ : v1_binary_, {static_cast<std::int32_t>(sender.value)}, true);
   }
@@ -307,14 +322,15 @@ std::size_t GuestService::messages(ClientId sender, std::span<const MessagePaylo
   // One record per message: its length, its encoding, padding to 4 bytes.
   std::size_t total = 0;
   for (const MessagePayload& p : payloads) total += 4 + ((codec::encoded_message_size(p) + 3) & ~std::size_t{3});
-  buffer_.assign(total, '\0');
-  auto* at = reinterpret_cast<std::uint8_t*>(buffer_.data());
+  std::uint8_t* at = event_space(total);
   for (const MessagePayload& p : payloads) {
     const std::size_t size = codec::encoded_message_size(p);
+    const std::size_t padded = (size + 3) & ~std::size_t{3};
     const auto len = static_cast<std::uint32_t>(size);
     for (int i = 0; i < 4; ++i) at[i] = static_cast<std::uint8_t>(len >> (8 * i));
     codec::encode_message_to(sender, p, at + 4);
-    at += 4 + ((size + 3) & ~std::size_t{3});
+    std::memset(at + 4 + size, 0, padded - size);
+    at += 4 + padded;
   }
   set_entry(recv_batch_, {}, true);
   batch_count_ = static_cast<std::uint32_t>(payloads.size());
@@ -376,7 +392,7 @@ void GuestService::advance() {
 #endif
     if (next_step_ == step_count_) return;
     current_step_ = steps_[next_step_++];
-    const auto size = static_cast<std::int32_t>(buffer_.size());
+    const auto size = static_cast<std::int32_t>(in_block_ ? in_block_ : buffer_.size());
     switch (current_step_) {
       case Step::initialize:
         start_call(initialize_, {}, 0, 0);
@@ -388,7 +404,7 @@ void GuestService::advance() {
         }
         break;
       case Step::stage: {
-        if (buffer_.size() <= block_size_) break;  // the block holds it: no call
+        if (in_block_ || buffer_.size() <= block_size_) break;  // the block holds it: no call
         --next_step_;  // once the block is replaced, stage again
         if (block_size_ > 0) {
           const std::int32_t args[] = {static_cast<std::int32_t>(block_ptr_), static_cast<std::int32_t>(block_size_)};
@@ -414,7 +430,8 @@ void GuestService::advance() {
             fail(fmt::format("the guest's block at {} no longer lies inside its memory", block_ptr_));
             return;
           }
-          if (size) std::memcpy(target, buffer_.data(), static_cast<std::size_t>(size));
+          if (size && !in_block_) std::memcpy(target, buffer_.data(), static_cast<std::size_t>(size));
+          in_block_ = 0;
           args[n++] = static_cast<std::int32_t>(block_ptr_);
           args[n++] = batch_count_ ? static_cast<std::int32_t>(batch_count_) : size;
         }

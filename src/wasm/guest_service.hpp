@@ -120,7 +120,10 @@ class GuestService final : public Service {
   std::array<Step, 6> steps_{};
   std::uint8_t step_count_ = 0, next_step_ = 0;
   Step current_step_ = Step::deliver;
-  std::string buffer_;  ///< the event's bytes, for the guest's block
+  std::string buffer_;  ///< the event's bytes, for the guest's block (unless written there already)
+  std::uint32_t in_block_ = 0;  ///< the event's size when it was written into the block directly
+  /// Where to write an event of `size` bytes: the block when it holds it, else `buffer_`.
+  std::uint8_t* event_space(std::size_t size);
   // One block in guest memory, allocated with the guest's allocator and kept for the instance's
   // life, carries every event: an event is then a single guest call (the interface lets the host
   // free a block whenever it likes, and guests read their event without keeping it).

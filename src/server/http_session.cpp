@@ -120,18 +120,33 @@ void HttpSession::handle(Request&& request) {
   constexpr std::string_view client_prefix = "/client";
   if (!options.client_dir.empty() && path.starts_with(client_prefix) &&
       (path.size() == client_prefix.size() || path[client_prefix.size()] == '/')) {
-    serve_file(request, path.substr(client_prefix.size()), options.client_dir);
+    serve_file(request, client_prefix, path.substr(client_prefix.size()), options.client_dir);
     return;
   }
   if (!options.static_dir.empty()) {
-    serve_file(request, path, options.static_dir);
+    serve_file(request, {}, path, options.static_dir);
     return;
   }
   reply(request, http::status::not_found, "not found\n");
 }
 
-void HttpSession::serve_file(const Request& request, std::string_view path, const std::string& root) {
-  const StaticLookup found = resolve_static(root, path.empty() ? "/" : path);
+void HttpSession::serve_file(const Request& request, std::string_view mount, std::string_view path,
+                             const std::string& root) {
+  // A directory is served from its URL with a trailing slash (so that its page's relative links
+  // resolve inside it); the redirect keeps the mount and the query.
+  auto redirect = [&](std::string_view to) {
+    const std::string_view target(request.target().data(), request.target().size());
+    http::response<http::string_body> res{http::status::moved_permanently, request.version()};
+    res.set(http::field::location, std::string(mount) + std::string(to) + std::string(target.substr(path_of(target).size())));
+    res.keep_alive(request.keep_alive());
+    res.prepare_payload();
+    respond(std::move(res));
+  };
+  if (path.empty()) {  // the mount itself, as in `/client`
+    redirect("/");
+    return;
+  }
+  const StaticLookup found = resolve_static(root, path);
   switch (found.kind) {
     case StaticLookup::Kind::bad_request:
       reply(request, http::status::bad_request, "malformed path\n");
@@ -142,14 +157,9 @@ void HttpSession::serve_file(const Request& request, std::string_view path, cons
     case StaticLookup::Kind::not_found:
       reply(request, http::status::not_found, "not found\n");
       return;
-    case StaticLookup::Kind::redirect: {
-      http::response<http::string_body> res{http::status::moved_permanently, request.version()};
-      res.set(http::field::location, found.location);
-      res.keep_alive(request.keep_alive());
-      res.prepare_payload();
-      respond(std::move(res));
+    case StaticLookup::Kind::redirect:
+      redirect(found.location);
       return;
-    }
     case StaticLookup::Kind::file:
       break;
   }

@@ -32,7 +32,8 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
   void respond(Response&& response);
   void reply(const Request& request, boost::beast::http::status status, std::string_view body,
              std::string_view content_type = "text/plain; charset=utf-8");
-  void serve_file(const Request& request, std::string_view path, const std::string& root);
+  /// Serves `path` (the URL path below `mount`, the prefix the directory `root` is served at).
+  void serve_file(const Request& request, std::string_view mount, std::string_view path, const std::string& root);
 
   Worker& worker_;
   boost::beast::tcp_stream stream_;

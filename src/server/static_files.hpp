@@ -11,7 +11,7 @@ namespace stateroom::server {
 struct StaticLookup {
   enum class Kind {
     file,        ///< `path` is a regular file inside the root
-    redirect,    ///< a directory named without its trailing slash: redirect to `location`
+    redirect,    ///< a directory named without its trailing slash: redirect to `location` (below the mount)
     not_found,   ///< nothing there
     forbidden,   ///< the path tries to leave the root (`..`, encoded variants, symlinks out)
     bad_request  ///< malformed percent-encoding or a NUL byte

@@ -32,6 +32,9 @@ class HttpTest : public ::testing::Test {
     write_file(base / "site/data.bin", "bin");
     write_file(base / "secret.txt", "top secret");
     write_file(base / "client/lib.js", "client lib");
+    write_file(base / "client/index.html", "client home");
+    write_file(base / "client/sub/index.html", "client sub");
+    write_file(base / "site/docs/deep/index.html", "deep docs");
     fs::create_directory_symlink(base, base / "site/escape");
     fs::create_symlink(base / "secret.txt", base / "site/secret-link.txt");
     ServerOptions options;
@@ -101,6 +104,38 @@ TEST_F(HttpTest, ServesFilesWithTheirTypes) {
   EXPECT_EQ(head.content_length, 6u);
   EXPECT_EQ(http_request(server->port(), "/client/lib.js").body, "client lib");
   EXPECT_EQ(http_request(server->port(), "/status").body, "ok") << "/status wins over static files";
+}
+
+// A directory asked for without its trailing slash is redirected to it, under its mount and with
+// the query kept; with the slash, its index.html is served.
+TEST_F(HttpTest, DirectoriesRedirectToTheirSlashUnderTheirMount) {
+  const std::vector<std::pair<std::string, std::string>> redirects = {
+      {"/docs", "/docs/"},
+      {"/docs/deep", "/docs/deep/"},
+      {"/docs?page=2", "/docs/?page=2"},
+      {"/docs%2Fdeep", "/docs%2Fdeep/"},
+      {"/client", "/client/"},
+      {"/client?v=1", "/client/?v=1"},
+      {"/client/sub", "/client/sub/"},
+      {"/client/sub?x=%20y", "/client/sub/?x=%20y"},
+  };
+  for (const auto& [target, location] : redirects) {
+    auto res = http_request(server->port(), target);
+    EXPECT_EQ(res.status, 301) << target;
+    EXPECT_EQ(res.location, location) << target;
+  }
+  const std::vector<std::pair<std::string, std::string>> pages = {
+      {"/", "<h1>home</h1>"},         {"/docs/", "docs"},
+      {"/docs/deep/", "deep docs"},   {"/docs%2Fdeep/", "deep docs"},
+      {"/client/", "client home"},    {"/client/sub/", "client sub"},
+      {"/client//sub/", "client sub"}, {"/client/sub/index.html", "client sub"},
+  };
+  for (const auto& [target, body] : pages) {
+    auto res = http_request(server->port(), target);
+    EXPECT_EQ(res.status, 200) << target;
+    EXPECT_EQ(res.body, body) << target;
+  }
+  EXPECT_EQ(http_request(server->port(), "/clientele").status, 404) << "not under the /client mount";
 }
 
 TEST_F(HttpTest, RefusesPathTraversal) {

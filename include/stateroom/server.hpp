@@ -60,18 +60,22 @@ struct ServerOptions {
 /// Why a call failed, when it did.
 class [[nodiscard]] Status {
  public:
+  /// Success.
   Status() = default;
+  /// A failure, whatever `message` holds (an empty one reads "unknown error").
   static Status error(std::string message) {
     Status s;
-    s.message_ = std::move(message);
+    s.failed_ = true;
+    s.message_ = message.empty() ? "unknown error" : std::move(message);
     return s;
   }
-  bool ok() const noexcept { return message_.empty(); }
+  bool ok() const noexcept { return !failed_; }
   explicit operator bool() const noexcept { return ok(); }
   /// One line saying what went wrong; empty when ok.
   const std::string& message() const noexcept { return message_; }
 
  private:
+  bool failed_ = false;
   std::string message_;
 };
 

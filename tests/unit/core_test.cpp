@@ -4,6 +4,7 @@
 #include <sstream>
 #include <unordered_set>
 
+#include "stateroom/server.hpp"
 #include "stateroom/service.hpp"
 
 namespace stateroom {
@@ -103,6 +104,20 @@ TEST(ServiceFactory, BuildsDefaultAndRoomAwareServices) {
   EXPECT_EQ(static_cast<WithRoom&>(*aware).room, "lobby");
   static_assert(ServiceType<Plain> && ServiceType<WithRoom>);
   static_assert(!ServiceType<int>);
+}
+
+TEST(Status, AnErrorIsNeverOkEvenWithoutAMessage) {
+  const Status fine;
+  EXPECT_TRUE(fine.ok());
+  EXPECT_TRUE(static_cast<bool>(fine));
+  EXPECT_EQ(fine.message(), "");
+  const Status failed = Status::error("port 80 is in use");
+  EXPECT_FALSE(failed.ok());
+  EXPECT_EQ(failed.message(), "port 80 is in use");
+  const Status unexplained = Status::error("");
+  EXPECT_FALSE(unexplained.ok());
+  EXPECT_FALSE(static_cast<bool>(unexplained));
+  EXPECT_EQ(unexplained.message(), "unknown error");
 }
 
 }  // namespace

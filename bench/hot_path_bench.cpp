@@ -12,11 +12,13 @@
 #include "server/output_queue.hpp"
 #include "server/room.hpp"
 #include "server/worker.hpp"
+#include "support/room_harness.hpp"
 
 namespace {
 
 using namespace stateroom;
 using server::OutputQueue;
+using test::QueueClient;
 
 /// `count` masked client frames of `size` bytes each, back to back.
 std::vector<std::uint8_t> client_frames(int count, std::size_t size) {
@@ -67,22 +69,6 @@ void frame_queue(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 
-/// A client that does what a session does with a message (queue it), and flushes without I/O.
-class QueueClient final : public server::Client {
- public:
-  server::SendResult send(const server::OutgoingMessage& message) override {
-    queue.append(message);
-    ++delivered;
-    return server::SendResult::sent;
-  }
-  void close(protocol::CloseCode, std::string_view) override {}
-  void resume_reading() override {}
-  void flush() { queue.consume(queue.size()); }
-
-  OutputQueue queue;
-  std::uint64_t delivered = 0;
-};
-
 /// The counter of examples/counter, as a room runs it.
 struct Counter : Service {
   int value = 0;
@@ -93,21 +79,9 @@ struct Counter : Service {
   }
 };
 
-/// A worker with no thread: the benchmark is its thread.
-struct Harness {
-  Harness() {
-    shared.options.room_grace = RoomGrace::never();
-    shared.factory.store(std::make_shared<const server::FactoryVersion>(server::FactoryVersion{make_factory<Counter>(), 0}));
-    shared.workers.push_back(std::make_unique<server::Worker>(shared, 0));
-  }
-  ~Harness() {
-    // As the server's shutdown does: rooms go before their worker's io_context.
-    worker().ioc.poll();
-    worker().rooms.clear();
-    worker().ioc.poll();
-  }
-  server::Worker& worker() { return *shared.workers.front(); }
-  server::Shared shared;
+/// A worker with no thread (the benchmark is its thread) serving the counter.
+struct Harness : test::RoomHarness {
+  Harness() : RoomHarness(make_factory<Counter>()) {}
 };
 
 void room_message(benchmark::State& state, std::size_t members) {

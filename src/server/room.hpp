@@ -40,7 +40,8 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   bool alive() const noexcept { return service_ != nullptr; }
 
   /// Adds `client` as a new member and delivers `connect`. Returns its id, or nothing when the
-  /// room failed meanwhile (the client has then been closed with 1011). `client` must call
+  /// room failed meanwhile (the client has then been closed with 1011) or has handed out every
+  /// 32-bit client id (closed with 1013, try again later). `client` must call
   /// `leave` (or be closed by the room) before it goes away.
   std::optional<ClientId> join(Client& client);
   /// Removes a member and delivers its `disconnect` (after the running handler, if any).
@@ -53,6 +54,8 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   /// Delivers messages from `sender` that arrived together, as `message` does each of them, but in
   /// one call of the service (Service::messages) when the room is idle.
   bool messages(ClientId sender, std::span<const MessagePayload> payloads, Client& from);
+  /// For tests: the next client id this room hands out (ids are never reused).
+  void skip_client_ids_to(std::uint32_t next) noexcept { next_client_ = next; }
   /// Server shutdown: every client gets its `disconnect` (unless the service is paused) and a 1001
   /// close; the service is destroyed.
   void shut_down();
@@ -104,7 +107,7 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   const std::string id_;
   std::unique_ptr<Service> service_;
   std::vector<Member> members_;  ///< sorted by id: ids only grow
-  std::uint32_t next_client_ = 1;
+  std::uint32_t next_client_ = 1;  ///< 0 once every 32-bit id was handed out
   std::uint64_t generation_ = 0;
   bool running_ = false;  ///< a handler (or a run of queued ones) is on the stack
   bool paused_ = false;   ///< the service paused part-way through a handler (Service::pending)

@@ -1,0 +1,61 @@
+// The room layer without sockets: members, ids, and how messages reach the service.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "support/room_harness.hpp"
+
+namespace stateroom::test {
+namespace {
+
+/// Records what the room hands it, in order.
+struct Recorder : Service {
+  static inline std::vector<std::string>* events = nullptr;
+  void connect(ClientId client, Context&) override { events->push_back("connect " + std::to_string(client.value)); }
+  void disconnect(ClientId client, Context&) override { events->push_back("disconnect " + std::to_string(client.value)); }
+  void message(ClientId client, const MessagePayload& payload, Context& ctx) override {
+    events->push_back(std::to_string(client.value) + ": " + std::string(payload.view()));
+    ctx.send(client, payload);
+  }
+};
+
+class RoomTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Recorder::events = &events; }
+  void TearDown() override { Recorder::events = nullptr; }
+  std::vector<std::string> events;
+};
+
+TEST_F(RoomTest, ARoomOutOfClientIdsRefusesNewClientsWith1013) {
+  RoomHarness h(make_factory<Recorder>());
+  auto room = h.worker().find_or_create_room("r");
+  ASSERT_TRUE(room);
+  QueueClient first, last, refused;
+  room->skip_client_ids_to(0xFFFFFFFEu);
+  EXPECT_EQ(room->join(first), ClientId{0xFFFFFFFEu});
+  EXPECT_EQ(room->join(last), ClientId{0xFFFFFFFFu});  // the last id there is
+  EXPECT_EQ(room->join(refused), std::nullopt);        // the next would wrap to ids in use
+  ASSERT_TRUE(refused.closed_with);
+  EXPECT_EQ(*refused.closed_with, protocol::CloseCode::try_again_later);
+  EXPECT_FALSE(first.closed_with);
+  EXPECT_FALSE(last.closed_with);
+  EXPECT_EQ(events, (std::vector<std::string>{"connect 4294967294", "connect 4294967295"}));
+}
+
+TEST_F(RoomTest, MessagesThatArriveTogetherReachANativeServiceOneByOneInOrder) {
+  RoomHarness h(make_factory<Recorder>());
+  auto room = h.worker().find_or_create_room("r");
+  ASSERT_TRUE(room);
+  QueueClient c;
+  const auto id = room->join(c);
+  ASSERT_TRUE(id);
+  const std::vector<MessagePayload> batch = {MessagePayload("a"), MessagePayload("b"), MessagePayload("c")};
+  EXPECT_TRUE(room->messages(*id, batch, c));
+  EXPECT_EQ(events, (std::vector<std::string>{"connect 1", "1: a", "1: b", "1: c"}));
+  EXPECT_EQ(c.delivered, 3u);
+  room->leave(*id);
+}
+
+}  // namespace
+}  // namespace stateroom::test

@@ -16,6 +16,7 @@
 
 #include <unistd.h>
 
+#include "stateroom/hosted_service.hpp"
 #include "stateroom/service.hpp"
 #include "stateroom/wasm.hpp"
 
@@ -57,7 +58,8 @@ std::shared_ptr<ServiceFactory> native_counter() { return main_service_factory()
 
 /// Runs a handler to its end (a wasm guest may pause at an engine tick).
 void finish(Service& service, Context& ctx) {
-  while (service.pending()) service.resume(ctx);
+  if (auto* hosted = dynamic_cast<HostedService*>(&service))
+    while (hosted->pending()) hosted->resume(ctx);
 }
 
 void room_start(benchmark::State& state, std::shared_ptr<ServiceFactory> factory) {
@@ -121,8 +123,9 @@ void echo_batch(benchmark::State& state) {
   finish(*service, ctx);
   const std::string bytes(32, 'x');
   const std::vector<MessagePayload> batch(32, MessagePayload::view(PayloadKind::binary, std::string_view(bytes)));
+  auto& guest = dynamic_cast<HostedService&>(*service);
   while (state.KeepRunningBatch(static_cast<benchmark::IterationCount>(batch.size()))) {
-    if (service->messages(ClientId{1}, batch, ctx) != batch.size()) state.SkipWithError("the batch was not taken");
+    if (guest.messages(ClientId{1}, batch, ctx) != batch.size()) state.SkipWithError("the batch was not taken");
     finish(*service, ctx);
   }
   if (ctx.bytes != 32 * static_cast<std::uint64_t>(state.iterations())) state.SkipWithError("the echo did not answer");

@@ -4,9 +4,7 @@
 // source compiles natively and for wasm32-wasi.
 #pragma once
 
-#include <cstddef>
 #include <memory>
-#include <span>
 #include <string_view>
 #include <type_traits>
 
@@ -39,29 +37,6 @@ class Service {
   virtual void message(ClientId /*sender*/, const MessagePayload& /*payload*/, Context&) {}
   /// The timer armed with Context::set_timer expired.
   virtual void timer(Context&) {}
-
-  /// For services whose handlers can pause part-way and finish later. A WebAssembly guest pauses
-  /// every few milliseconds of running so that one busy room never holds up the other rooms of
-  /// its worker thread. After every handler (and every `resume`) the server asks `pending()`;
-  /// while it is true the server holds the room's further events back and calls `resume` from its
-  /// event loop, after the other ready work. Native services run to completion and keep these
-  /// defaults.
-  virtual bool pending() const noexcept { return false; }
-  /// Continues the paused handler for a while; `ctx` is the room's context, as in the handler.
-  virtual void resume(Context& /*ctx*/) {}
-  /// Several messages from `sender` that arrived together (one read of its socket), in order.
-  /// Returns how many it took: the server delivers the others later, as it does any event that
-  /// finds the service `pending()`. The default hands them to `message` one by one and stops at one
-  /// that leaves the service pending; a host whose calls cost more than its services' work (the
-  /// WebAssembly host: one guest call for all of them) takes them at once.
-  virtual std::size_t messages(ClientId sender, std::span<const MessagePayload> payloads, Context& ctx) {
-    std::size_t taken = 0;
-    while (taken < payloads.size()) {
-      message(sender, payloads[taken++], ctx);
-      if (pending()) break;
-    }
-    return taken;
-  }
 };
 
 /// Builds the service of each new room. `create` may be called from several threads at once.

@@ -32,6 +32,7 @@ std::shared_ptr<Room> Room::create(Worker& worker, std::string id) {
   room->running_ = true;
   try {
     room->service_ = factory->factory->create(room->id_, *room);
+    room->hosted_ = dynamic_cast<HostedService*>(room->service_.get()) != nullptr;
   } catch (const std::exception& e) {
     room->fail(std::string("creating the service threw: ") + e.what());
   } catch (...) {
@@ -116,7 +117,7 @@ bool Room::settle() {
     return false;
   }
   if (!alive()) return false;
-  if (service_->pending()) {
+  if (hosted_ && hosted().pending()) {
     paused_ = true;
     schedule_resume();
     return false;
@@ -131,7 +132,7 @@ void Room::schedule_resume() {
     self->paused_ = false;
     self->running_ = true;
     try {
-      self->service_->resume(*self);
+      self->hosted().resume(*self);
     } catch (const std::exception& e) {
       self->fail(std::string("resuming the service threw: ") + e.what());
     } catch (...) {
@@ -206,7 +207,15 @@ bool Room::messages(ClientId sender, std::span<const MessagePayload> payloads, C
   if (now) {
     running_ = true;
     try {
-      taken = std::min(service_->messages(sender, payloads, *this), payloads.size());
+      if (hosted_) {
+        taken = std::min(hosted().messages(sender, payloads, *this), payloads.size());
+      } else {
+        for (const MessagePayload& payload : payloads) {
+          service_->message(sender, payload, *this);
+          ++taken;
+          if (failure_) break;
+        }
+      }
     } catch (const std::exception& e) {
       fail(std::string("message threw: ") + e.what());
     } catch (...) {

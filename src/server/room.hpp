@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "client.hpp"
-#include "stateroom/service.hpp"
+#include "stateroom/hosted_service.hpp"
 
 namespace stateroom::server {
 
@@ -20,7 +20,7 @@ struct Worker;
 /// A room: the service instance plus its members. Every method runs on the room's worker thread;
 /// the room is the service's Context. Handlers are never re-entered and run in arrival order: an
 /// event that arrives while a handler runs (a client evicted while the room sends) or while the
-/// service is paused (Service::pending) waits in the room's queue.
+/// service is paused (HostedService::pending) waits in the room's queue.
 class Room final : public Context, public std::enable_shared_from_this<Room> {
  public:
   /// Builds the service and delivers `init`. Null when either fails (logged).
@@ -51,8 +51,8 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   /// over its bound (ServerOptions::max_room_queue_bytes): `from` should stop reading until the
   /// room calls its `resume_reading`.
   bool message(ClientId sender, const MessagePayload& payload, Client& from);
-  /// Delivers messages from `sender` that arrived together, as `message` does each of them, but in
-  /// one call of the service (Service::messages) when the room is idle.
+  /// Delivers messages from `sender` that arrived together, as `message` does each of them; a
+  /// HostedService takes them in one call (HostedService::messages) when the room is idle.
   bool messages(ClientId sender, std::span<const MessagePayload> payloads, Client& from);
   /// For tests: the next client id this room hands out (ids are never reused).
   void skip_client_ids_to(std::uint32_t next) noexcept { next_client_ = next; }
@@ -106,11 +106,13 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   Worker& worker_;
   const std::string id_;
   std::unique_ptr<Service> service_;
+  bool hosted_ = false;  ///< the service is a HostedService (it may pause, and takes batches)
+  HostedService& hosted() noexcept { return static_cast<HostedService&>(*service_); }
   std::vector<Member> members_;  ///< sorted by id: ids only grow
   std::uint32_t next_client_ = 1;  ///< 0 once every 32-bit id was handed out
   std::uint64_t generation_ = 0;
   bool running_ = false;  ///< a handler (or a run of queued ones) is on the stack
-  bool paused_ = false;   ///< the service paused part-way through a handler (Service::pending)
+  bool paused_ = false;   ///< the service paused part-way through a handler (HostedService::pending)
   bool emptied_ = false;  ///< the last member just left: the grace period starts once idle
   std::deque<Event> queue_;
   std::size_t queued_bytes_ = 0;      ///< payload bytes (plus overhead) in queue_

@@ -318,7 +318,7 @@ void GuestService::message(ClientId sender, const MessagePayload& payload, Conte
 }
 
 std::size_t GuestService::messages(ClientId sender, std::span<const MessagePayload> payloads, Context& ctx) {
-  if (!has_batch_ || payloads.size() < 2) return Service::messages(sender, payloads, ctx);
+  if (!has_batch_ || payloads.size() < 2) return HostedService::messages(sender, payloads, ctx);
   // One record per message: its length, its encoding, padding to 4 bytes.
   std::size_t total = 0;
   for (const MessagePayload& p : payloads) total += 4 + ((codec::encoded_message_size(p) + 3) & ~std::size_t{3});

@@ -11,7 +11,7 @@
 
 #include "module_impl.hpp"
 #include "stateroom/codec.hpp"
-#include "stateroom/service.hpp"
+#include "stateroom/hosted_service.hpp"
 
 // Our Wasmtime wrapper crate's typed calls (see third_party/wasmtime/src/lib.rs).
 struct stateroom_typed_func_t;
@@ -28,7 +28,7 @@ ModuleHandle compile_batcher(wasm_engine_t* engine);
 /// encoded event, deliver it, free the buffer); the calls run on a separate stack that pauses every
 /// engine tick, so a long-running guest reports `pending()` and the room resumes it later. Anything
 /// the guest gets wrong ends the room through Context::fail with the reason.
-class GuestService final : public Service {
+class GuestService final : public HostedService {
  public:
   GuestService(std::shared_ptr<const Module::Impl> module, std::string room_id);
   ~GuestService() override;

@@ -12,6 +12,7 @@
 
 #include "../support/probe_service.hpp"
 #include "../support/ws_client.hpp"
+#include "stateroom/hosted_service.hpp"
 #include "stateroom/wasm.hpp"
 
 namespace stateroom::test {
@@ -392,7 +393,8 @@ TEST(WasmHost, AnExceptionInTheHostFailsTheRoomAsATrap) {
     }
   } ctx;
   auto module = Module::load(engine(), std::string(STATEROOM_WASM_DIR) + "/counter.wasm");
-  auto service = module->create("r", ctx);
+  auto created = module->create("r", ctx);
+  auto* service = dynamic_cast<HostedService*>(created.get());  // a guest can pause: the host drives it
   ASSERT_TRUE(service);
   service->init(ctx);
   while (service->pending()) service->resume(ctx);
@@ -414,7 +416,8 @@ TEST(WasmHost, ABatchOfMessagesIsDeliveredInOrderAcrossAPause) {
     void fail(std::string_view reason) override { failure = reason; }
   } ctx;
   auto module = Module::load(engine(), hostile_path);
-  auto service = module->create("r", ctx);
+  auto created = module->create("r", ctx);
+  auto* service = dynamic_cast<HostedService*>(created.get());
   ASSERT_TRUE(service);
   service->init(ctx);
   while (service->pending()) service->resume(ctx);

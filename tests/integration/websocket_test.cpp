@@ -19,6 +19,7 @@
 #include "protocol/frame.hpp"
 #include "protocol/handshake.hpp"
 #include "protocol/parser.hpp"
+#include "stateroom/hosted_service.hpp"
 #include "stateroom/wasm.hpp"
 
 using namespace stateroom;
@@ -280,7 +281,7 @@ namespace {
 /// Echoes text messages; `pause:MS` makes it pause part-way through that handler for MS
 /// milliseconds (as a WebAssembly guest does in a long computation), so the room queues what
 /// arrives meanwhile.
-struct Pausing : Service {
+struct Pausing : HostedService {
   std::chrono::steady_clock::time_point until{};
   void message(ClientId sender, const MessagePayload& msg, Context& ctx) override {
     const std::string_view text = *msg.text();

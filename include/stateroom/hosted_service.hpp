@@ -1,0 +1,40 @@
+// HostedService: what a host of services written in another form (the WebAssembly host) adds to
+// the Service interface, for the server. A service written in C++ never needs it.
+#pragma once
+
+#include <cstddef>
+#include <span>
+
+#include "service.hpp"
+
+namespace stateroom {
+
+/// A service whose handlers can pause part-way and finish later, and which takes the messages
+/// that arrived together in one go. The WebAssembly host is one: a guest pauses every millisecond
+/// of running so that one busy room never holds up the other rooms of its worker thread, and one
+/// guest call for a read's messages costs less than one call each.
+///
+/// The server asks `pending()` after every handler (and every `resume`); while it is true it holds
+/// the room's further events back and calls `resume` from its event loop, after the other ready
+/// work. Like every handler, these run on the room's thread.
+class HostedService : public Service {
+ public:
+  /// Whether the last handler paused and has not finished yet.
+  virtual bool pending() const noexcept = 0;
+  /// Continues the paused handler for a while; `ctx` is the room's context, as in the handler.
+  virtual void resume(Context& ctx) = 0;
+  /// Several messages from `sender` that arrived together (one read of its socket), in order.
+  /// Returns how many it took: the server delivers the others later, as it does any event that
+  /// finds the service pending. This default hands them to `message` one by one and stops at one
+  /// that leaves the service pending.
+  virtual std::size_t messages(ClientId sender, std::span<const MessagePayload> payloads, Context& ctx) {
+    std::size_t taken = 0;
+    while (taken < payloads.size()) {
+      message(sender, payloads[taken++], ctx);
+      if (pending()) break;
+    }
+    return taken;
+  }
+};
+
+}  // namespace stateroom

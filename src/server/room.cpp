@@ -41,10 +41,11 @@ std::shared_ptr<Room> Room::create(Worker& worker, std::string id) {
   room->running_ = false;
   if (!room->service_ && !room->failure_) room->failure_ = "the service factory built nothing";
   if (room->failure_) {
-    room->terminate(*room->failure_);
+    room->end(EndReason::failed, *room->failure_);
     return nullptr;
   }
   spdlog::debug("room '{}' created", room->id_);
+  room->state_ = State::running;
   room->deliver(Event{EventKind::init});
   if (!room->alive()) return nullptr;
   return room;
@@ -113,12 +114,12 @@ bool Room::invoke(const Event& event) {
 
 bool Room::settle() {
   if (failure_) {
-    terminate(*failure_);
+    end(EndReason::failed, *failure_);
     return false;
   }
   if (!alive()) return false;
   if (hosted_ && hosted().pending()) {
-    paused_ = true;
+    state_ = State::paused;
     schedule_resume();
     return false;
   }
@@ -128,8 +129,8 @@ bool Room::settle() {
 void Room::schedule_resume() {
   boost::asio::post(worker_.ioc, [weak = weak_from_this()] {
     auto self = weak.lock();
-    if (!self || !self->alive() || !self->paused_) return;
-    self->paused_ = false;
+    if (!self || self->state_ != State::paused) return;
+    self->state_ = State::running;
     self->running_ = true;
     try {
       self->hosted().resume(*self);
@@ -273,25 +274,20 @@ void Room::fail(std::string_view reason) {
   if (!failure_) failure_ = std::string(reason);
 }
 
-bool Room::end_if_empty() {
-  if (!alive() || !members_.empty() || busy()) return false;
-  spdlog::info("room '{}' is empty and ends: its next connect starts on the new service", id_);
-  unregister();
-  service_.reset();
+bool Room::outdated() const noexcept { return generation_ != worker_.shared.factory.load()->generation; }
+
+bool Room::end_if_replaced() {
+  if (!alive() || !outdated() || !members_.empty() || busy()) return false;
+  end(EndReason::replaced);
   return true;
 }
 
 void Room::on_empty() {
-  if (generation_ != worker_.shared.factory.load()->generation) {
-    end_if_empty();
-    return;
-  }
+  if (end_if_replaced()) return;
   const auto& delay = worker_.shared.options.room_grace.delay;
   if (!delay) return;
   if (delay->count() == 0) {
-    spdlog::debug("room '{}' is empty: destroyed", id_);
-    unregister();
-    service_.reset();
+    end(EndReason::empty);
     return;
   }
   grace_timer_.expires_after(*delay);
@@ -302,9 +298,7 @@ void Room::on_empty() {
       self->emptied_ = true;  // still paused in a handler: the grace period restarts once idle
       return;
     }
-    spdlog::debug("room '{}' stayed empty for its grace period: destroyed", self->id_);
-    self->unregister();
-    self->service_.reset();
+    self->end(EndReason::empty);
   });
 }
 
@@ -319,22 +313,9 @@ void Room::unregister() {
   worker_.rooms.erase(it);
 }
 
-void Room::terminate(const std::string& reason) {
-  spdlog::error("room '{}' failed: {}; closing its {} client(s)", id_, reason, members_.size());
-  auto self = shared_from_this();  // the registry may hold the last reference
-  auto members = std::move(members_);
-  members_.clear();
-  queue_.clear();
-  queued_bytes_ = 0;
-  waiting_.clear();
-  paused_ = false;
-  for (auto& m : members) m.client->close(CloseCode::internal_error, "room failed");
-  unregister();
-  service_.reset();
-  failure_.reset();
-}
-
 void Room::shut_down() {
+  // Every member gets its `disconnect` first, while the service still runs (a paused one is not
+  // waited for: it is dropped with its unfinished handler).
   grace_timer_.cancel();
   timer_.cancel();
   queue_.clear();
@@ -344,11 +325,40 @@ void Room::shut_down() {
     Member m = members_.front();
     members_.erase(members_.begin());
     m.client->close(CloseCode::going_away, "server shutting down");
-    // A paused service is not waited for: it is dropped with its unfinished handler.
     if (!busy()) deliver(Event{EventKind::disconnect, m.id});
   }
-  // A room that failed above has already closed the rest.
+  end(EndReason::shutdown);  // a room that failed above has already ended
+}
+
+void Room::end(EndReason why, std::string_view detail) {
+  if (!alive()) return;
+  state_ = State::ending;
+  auto self = shared_from_this();  // the registry may hold the last reference
+  switch (why) {
+    case EndReason::empty:
+      spdlog::debug("room '{}' stayed empty for its grace period: destroyed", id_);
+      break;
+    case EndReason::replaced:
+      spdlog::info("room '{}' is empty and ends: its next connect starts on the new service", id_);
+      break;
+    case EndReason::failed:
+      spdlog::error("room '{}' failed: {}; closing its {} client(s)", id_, detail, members_.size());
+      break;
+    case EndReason::shutdown:
+      break;
+  }
+  auto members = std::move(members_);
+  members_.clear();
+  queue_.clear();
+  queued_bytes_ = 0;
+  waiting_.clear();
+  const CloseCode code = why == EndReason::failed ? CloseCode::internal_error : CloseCode::going_away;
+  const char* reason = why == EndReason::failed ? "room failed" : "server shutting down";
+  for (auto& m : members) m.client->close(code, reason);
+  unregister();
   service_.reset();
+  failure_.reset();
+  state_ = State::ended;
 }
 
 }  // namespace stateroom::server

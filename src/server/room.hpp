@@ -31,13 +31,26 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   Room(const Room&) = delete;
   Room& operator=(const Room&) = delete;
 
+  /// A room's life. `created` while its service is built and `init` delivered; then `running`
+  /// (idle or in a handler) and `paused` (the service paused part-way through one, events wait);
+  /// `ending` while end() closes its clients and drops its service; `ended` for good.
+  enum class State : std::uint8_t { created, running, paused, ending, ended };
+  /// Why a room ends.
+  enum class EndReason : std::uint8_t {
+    empty,     ///< no members for its grace period
+    replaced,  ///< empty, and its service's factory was replaced (Server::replace_factory)
+    failed,    ///< its service failed: every client is closed with 1011
+    shutdown,  ///< the server stops: every client is closed with 1001
+  };
+
   const std::string& id() const noexcept { return id_; }
-  /// The generation of the factory that built this room's service (see Server::replace_factory).
-  std::uint64_t generation() const noexcept { return generation_; }
-  /// Ends the room now if it has no members and no handler is running or paused (its factory was
-  /// replaced). Returns whether it ended.
-  bool end_if_empty();
-  bool alive() const noexcept { return service_ != nullptr; }
+  State state() const noexcept { return state_; }
+  bool alive() const noexcept { return state_ != State::ending && state_ != State::ended; }
+  /// Whether its service came from a factory that has been replaced since.
+  bool outdated() const noexcept;
+  /// Ends an outdated room now if it has no members and no handler is running or paused.
+  /// Returns whether it ended.
+  bool end_if_replaced();
 
   /// Adds `client` as a new member and delivers `connect`. Returns its id, or nothing when the
   /// room failed meanwhile (the client has then been closed with 1011) or has handed out every
@@ -79,7 +92,7 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   };
 
   /// Whether an event must wait: a handler is running, or the service is paused.
-  bool busy() const noexcept { return running_ || paused_; }
+  bool busy() const noexcept { return running_ || state_ == State::paused; }
   /// Runs `event` now if the room is idle, else queues it.
   void deliver(Event&& event);
   /// With `ready` (the last handler finished): runs the queued events until the queue is empty or
@@ -98,8 +111,9 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   void remove_member(ClientId client);
   /// Lets the clients that stopped reading read again once the queue is under half its bound.
   void release_readers();
-  /// Ends a failed room: closes every client with 1011, drops the service, leaves the registry.
-  void terminate(const std::string& reason);
+  /// The one way a room ends: closes its members (1011 when it failed, 1001 at shutdown), drops
+  /// its queue, timers and service, and leaves the registry. `detail` is the failure's reason.
+  void end(EndReason why, std::string_view detail = {});
   void unregister();
   void on_empty();
 
@@ -111,8 +125,8 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   std::vector<Member> members_;  ///< sorted by id: ids only grow
   std::uint32_t next_client_ = 1;  ///< 0 once every 32-bit id was handed out
   std::uint64_t generation_ = 0;
+  State state_ = State::created;
   bool running_ = false;  ///< a handler (or a run of queued ones) is on the stack
-  bool paused_ = false;   ///< the service paused part-way through a handler (HostedService::pending)
   bool emptied_ = false;  ///< the last member just left: the grace period starts once idle
   std::deque<Event> queue_;
   std::size_t queued_bytes_ = 0;      ///< payload bytes (plus overhead) in queue_

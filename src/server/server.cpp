@@ -201,11 +201,11 @@ void Server::replace_factory(std::shared_ptr<ServiceFactory> factory) {
   auto report = std::make_shared<Report>();
   report->pending = impl.shared.workers.size();
   for (auto& worker : impl.shared.workers) {
-    asio::post(worker->ioc, [&w = *worker, generation, report] {
+    asio::post(worker->ioc, [&w = *worker, report] {
       std::vector<std::string> kept;
       auto rooms = w.rooms;  // ending a room removes it from the registry
       for (auto& [id, room] : rooms)
-        if (room->generation() < generation && !room->end_if_empty()) kept.push_back(id);
+        if (room->outdated() && !room->end_if_replaced()) kept.push_back(id);
       std::lock_guard lock(report->mutex);
       report->rooms.insert(report->rooms.end(), kept.begin(), kept.end());
       if (--report->pending > 0) return;

@@ -57,5 +57,66 @@ TEST_F(RoomTest, MessagesThatArriveTogetherReachANativeServiceOneByOneInOrder) {
   room->leave(*id);
 }
 
+/// Fails the room on "fail".
+struct Failing : Service {
+  void message(ClientId, const MessagePayload& payload, Context& ctx) override {
+    if (payload.view() == "fail") ctx.fail("asked to");
+  }
+};
+
+TEST_F(RoomTest, AFailedRoomClosesEveryClientWith1011AndLeavesTheRegistry) {
+  RoomHarness h(make_factory<Failing>());
+  auto room = h.worker().find_or_create_room("r");
+  ASSERT_TRUE(room);
+  EXPECT_EQ(room->state(), server::Room::State::running);
+  QueueClient a, b;
+  const auto id = room->join(a);
+  ASSERT_TRUE(id && room->join(b));
+  room->message(*id, MessagePayload("fail"), a);
+  EXPECT_EQ(room->state(), server::Room::State::ended);
+  EXPECT_FALSE(room->alive());
+  EXPECT_EQ(a.closed_with, protocol::CloseCode::internal_error);
+  EXPECT_EQ(b.closed_with, protocol::CloseCode::internal_error);
+  EXPECT_EQ(h.worker().rooms.count("r"), 0u);
+  EXPECT_EQ(room->join(a), std::nullopt);  // an ended room takes no one
+}
+
+TEST_F(RoomTest, AnEmptyRoomEndsAfterItsGraceAndShutdownClosesWith1001AfterDisconnect) {
+  {
+    RoomHarness h(make_factory<Recorder>(), RoomGrace::immediate());
+    auto room = h.worker().find_or_create_room("r");
+    QueueClient c;
+    const auto id = room->join(c);
+    ASSERT_TRUE(id);
+    room->leave(*id);
+    EXPECT_EQ(room->state(), server::Room::State::ended);
+    EXPECT_EQ(h.worker().rooms.count("r"), 0u);
+    EXPECT_FALSE(c.closed_with) << "it left by itself";
+  }
+  events.clear();
+  RoomHarness h(make_factory<Recorder>());
+  auto room = h.worker().find_or_create_room("s");
+  QueueClient c;
+  ASSERT_TRUE(room->join(c));
+  room->shut_down();
+  EXPECT_EQ(events, (std::vector<std::string>{"connect 1", "disconnect 1"}));
+  EXPECT_EQ(c.closed_with, protocol::CloseCode::going_away);
+  EXPECT_EQ(room->state(), server::Room::State::ended);
+}
+
+TEST_F(RoomTest, AnOutdatedRoomEndsOnceEmpty) {
+  RoomHarness h(make_factory<Recorder>());
+  auto room = h.worker().find_or_create_room("r");
+  QueueClient c;
+  const auto id = room->join(c);
+  ASSERT_TRUE(id);
+  EXPECT_FALSE(room->outdated());
+  h.shared.factory.store(std::make_shared<const server::FactoryVersion>(server::FactoryVersion{make_factory<Recorder>(), 1}));
+  EXPECT_TRUE(room->outdated());
+  EXPECT_FALSE(room->end_if_replaced()) << "a member is still there";
+  room->leave(*id);  // empty: it ends at once, whatever its grace period (never, here)
+  EXPECT_EQ(room->state(), server::Room::State::ended);
+}
+
 }  // namespace
 }  // namespace stateroom::test

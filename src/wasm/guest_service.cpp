@@ -31,6 +31,8 @@ namespace stateroom::wasm::detail {
 namespace {
 
 constexpr std::size_t max_output_line = 4096;
+/// Lines of a room's guest output the log takes per second; the rest are counted, not written.
+constexpr std::uint64_t max_output_lines = 100;
 
 std::uint32_t u32(const wasmtime_val_t& v) noexcept { return static_cast<std::uint32_t>(v.of.i32); }
 std::uint32_t u32(const wasmtime_val_raw_t& v) noexcept { return static_cast<std::uint32_t>(v.i32); }
@@ -360,6 +362,7 @@ void GuestService::resume(Context& ctx) {
   ctx_ = &ctx;
   advance();
   ctx_ = nullptr;
+  if (dropped_lines_ && !pending()) report_dropped_output();  // once per event, when it ends
 }
 
 void GuestService::start_slice() noexcept {
@@ -686,8 +689,19 @@ std::ptrdiff_t GuestService::on_stderr(void* data, const unsigned char* bytes, s
 
 void GuestService::log_output(std::string& line, const unsigned char* data, std::size_t len, bool error) {
   auto emit = [&] {
-    spdlog::log(error ? spdlog::level::warn : spdlog::level::info, "room '{}' {}: {}", room_id_,
-                error ? "stderr" : "stdout", line);
+    // At most max_output_lines per second reach the log; the rest are counted and reported.
+    const auto now = Clock::now();
+    if (now - output_window_ >= std::chrono::seconds(1)) {
+      output_window_ = now;
+      output_lines_ = 0;
+    }
+    if (output_lines_ < max_output_lines) {
+      ++output_lines_;
+      spdlog::log(error ? spdlog::level::warn : spdlog::level::info, "room '{}' {}: {}", room_id_,
+                  error ? "stderr" : "stdout", line);
+    } else {
+      ++dropped_lines_;
+    }
     line.clear();
   };
   for (std::size_t i = 0; i < len; ++i) {
@@ -700,9 +714,17 @@ void GuestService::log_output(std::string& line, const unsigned char* data, std:
   }
 }
 
+void GuestService::report_dropped_output() {
+  if (dropped_lines_ == 0) return;
+  spdlog::warn("room '{}': {} lines of guest output dropped (more than {} lines a second)", room_id_, dropped_lines_,
+               max_output_lines);
+  dropped_lines_ = 0;
+}
+
 void GuestService::flush_output() {
   if (!stdout_line_.empty()) log_output(stdout_line_, reinterpret_cast<const unsigned char*>("\n"), 1, false);
   if (!stderr_line_.empty()) log_output(stderr_line_, reinterpret_cast<const unsigned char*>("\n"), 1, true);
+  report_dropped_output();
 }
 
 }  // namespace stateroom::wasm::detail

@@ -101,6 +101,8 @@ class GuestService final : public HostedService {
   static std::ptrdiff_t on_stderr(void* self, const unsigned char* data, std::size_t len) noexcept;
   void log_output(std::string& pending, const unsigned char* data, std::size_t len, bool error);
   void flush_output();
+  /// Logs how many lines of output the rate limit dropped, if any, and starts counting anew.
+  void report_dropped_output();
 
   std::shared_ptr<const Module::Impl> module_;
   const std::string room_id_;
@@ -158,6 +160,9 @@ class GuestService final : public HostedService {
   bool call_polled_ = false;          ///< the call in flight was polled before (it paused)
   bool v1_timer_cancelled_ = false;
   std::string stdout_line_, stderr_line_;
+  Clock::time_point output_window_{};  ///< the second the output rate limit counts in
+  std::uint64_t output_lines_ = 0;     ///< lines logged in it
+  std::uint64_t dropped_lines_ = 0;    ///< lines dropped since last reported
 };
 
 }  // namespace stateroom::wasm::detail

@@ -173,6 +173,13 @@ class LogCapture {
       if (line.find(text) != std::string::npos) return true;
     return false;
   }
+  std::vector<std::string> lines() const { return sink_->last_formatted(); }
+  std::size_t count(const std::string& text) const {
+    std::size_t n = 0;
+    for (const auto& line : sink_->last_formatted())
+      if (line.find(text) != std::string::npos) ++n;
+    return n;
+  }
   bool wait_for(const std::string& text, std::chrono::milliseconds timeout = 5s) const {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     while (std::chrono::steady_clock::now() < deadline) {
@@ -333,6 +340,29 @@ TEST(WasmServe, GuestOutputGoesToTheLogWithTheRoomId) {
   ASSERT_TRUE(c);
   expect_echo(*c, "!W");
   EXPECT_TRUE(log.wait_for("room 'chatty' stdout: hello from the guest"));
+}
+
+// A guest that floods its output gets 100 lines a second into the log; the rest are counted and
+// reported in one line, and the room goes on.
+TEST(WasmServe, GuestOutputIsRateLimitedPerRoom) {
+  LogCapture log;
+  auto module = Module::load(engine(), hostile_path);
+  TestServer server(module);
+  auto c = connect(server, "/ws/flood");
+  ASSERT_TRUE(c);
+  expect_echo(*c, "!F");  // 5,000 lines in one event (about 0.1 s: one second of the limit, or two)
+  ASSERT_TRUE(log.wait_for("lines of guest output dropped (more than 100 lines a second)"));
+  const std::size_t logged = log.count("room 'flood' stdout: hello from the guest");
+  std::size_t dropped = 0;
+  for (const std::string& line : log.lines()) {
+    const std::string marker = "room 'flood': ";
+    if (auto at = line.find(marker); at != std::string::npos && line.find("dropped") != std::string::npos)
+      dropped += std::stoul(line.substr(at + marker.size()));
+  }
+  EXPECT_EQ(logged + dropped, 5000u) << "every line is logged or counted";
+  EXPECT_GE(logged, 100u);
+  EXPECT_LE(logged, 200u);
+  expect_echo(*c, "still here");
 }
 
 TEST(WasmServe, TheInstanceLimitRefusesTheRoomBeyondIt) {

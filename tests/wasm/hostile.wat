@@ -4,6 +4,7 @@
 ;;   !P  stateroom_send with a bad pointer  !M  stateroom_send with an unknown message tag
 ;;   !U  sends text that is not UTF-8       !T  traps (unreachable)
 ;;   !W  writes a line to stdout, echoes    !S  computes for a while (it pauses), then echoes
+;;   !F  writes the line 5,000 times, echoes
 (module
   (import "env" "stateroom_send" (func $send (param i32 i32)))
   (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
@@ -29,7 +30,7 @@
       (br_if $again (local.get $n))))
 
   (func (export "stateroom_recv") (param $ptr i32) (param $len i32)
-    (local $cmd i32)
+    (local $cmd i32) (local $n i32)
     ;; only Message events (tag 3): u32 tag | u32 sender | u32 kind | u64 len | bytes at +20
     (if (i32.ne (i32.load (local.get $ptr)) (i32.const 3)) (then (return)))
     (if (i32.and (i32.ge_u (local.get $len) (i32.const 22))
@@ -48,6 +49,13 @@
         (if (i32.eq (local.get $cmd) (i32.const 84)) (then unreachable))
         (if (i32.eq (local.get $cmd) (i32.const 87))
           (then (drop (call $fd_write (i32.const 1) (i32.const 96) (i32.const 1) (i32.const 112)))))
+        (if (i32.eq (local.get $cmd) (i32.const 70))
+          (then
+            (local.set $n (i32.const 5000))
+            (loop $flood
+              (drop (call $fd_write (i32.const 1) (i32.const 96) (i32.const 1) (i32.const 112)))
+              (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+              (br_if $flood (local.get $n)))))
         (if (i32.eq (local.get $cmd) (i32.const 83)) (then (call $spin (i32.const 20000000))))))
     ;; echo: Message { Client(sender), <the payload as received> }
     (i32.store (i32.const 131072) (i32.const 0))

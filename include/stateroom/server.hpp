@@ -88,7 +88,7 @@ class [[nodiscard]] Status {
 class Server {
  public:
   Server(std::shared_ptr<ServiceFactory> factory, ServerOptions options);
-  ~Server();  ///< stops the server (gracefully) if it is still running
+  ~Server();  ///< stops the server (gracefully) if it is still running; not from one of its threads
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
@@ -98,8 +98,12 @@ class Server {
   std::uint16_t port() const noexcept;
   /// Graceful shutdown: stops accepting, closes every client with 1001 after delivering its
   /// `disconnect`, destroys the rooms and joins the workers. Safe from any thread; idempotent.
+  /// From one of the server's own threads (a service's handler) it starts the shutdown and
+  /// returns at once: the rooms end after the handler, and `wait` (or the destructor) on another
+  /// thread returns once the workers are done.
   void stop();
-  /// Blocks until the server has stopped.
+  /// Blocks until the server has stopped (after `stop`, from any thread or a handler). On one of
+  /// the server's own threads it would wait for itself, and returns at once.
   void wait();
   /// Builds rooms created from now on with `factory`. A running room keeps its service until it
   /// becomes empty; it then ends at once (whatever its grace period), so its next connect starts

@@ -74,10 +74,23 @@ struct Server::Impl {
   std::uint16_t port = 0;
 
   std::mutex mutex;
-  std::condition_variable stopped_cv;
+  std::condition_variable stopped_cv;  ///< signalled when stopping begins and when it is done
   bool started = false;
   bool stopping = false;
+  bool joining = false;  ///< a thread is joining the workers
   bool stopped = false;
+
+  /// Whether the calling thread is one of the workers (a service's handler, say).
+  bool on_worker_thread() const noexcept {
+    for (const auto& worker : shared.workers)
+      if (worker->thread.get_id() == std::this_thread::get_id()) return true;
+    return false;
+  }
+  /// Starts the graceful shutdown (once); the workers finish it on their own.
+  void begin_stop();
+  /// Joins the workers once they are done (from a thread that is not one of them), or waits for
+  /// the thread that does.
+  void finish_stop();
 
   void accept_next();
   void drain(Worker& worker, std::chrono::steady_clock::time_point deadline,
@@ -222,60 +235,94 @@ void Server::replace_factory(std::shared_ptr<ServiceFactory> factory) {
   }
 }
 
-void Server::stop() {
-  auto& impl = *impl_;
+void Server::Impl::begin_stop() {
   {
-    std::unique_lock lock(impl.mutex);
-    if (!impl.started) return;
-    if (impl.stopping) {
-      impl.stopped_cv.wait(lock, [&] { return impl.stopped; });
-      return;
-    }
-    impl.stopping = true;
+    std::lock_guard lock(mutex);
+    if (!started || stopping) return;
+    stopping = true;
   }
+  stopped_cv.notify_all();
   spdlog::info("shutting down");
-  asio::post(impl.shared.workers[0]->ioc, [&impl] {
+  asio::post(shared.workers[0]->ioc, [this] {
     boost::system::error_code ignored;
-    impl.acceptor->close(ignored);
+    acceptor->close(ignored);
   });
   // A close handshake gets close_timeout; the socket deadline in each session enforces it, and the
   // drain gives up shortly after.
-  const auto deadline =
-      std::chrono::steady_clock::now() + impl.shared.options.close_timeout + std::chrono::milliseconds(500);
-  for (auto& worker : impl.shared.workers) {
-    asio::post(worker->ioc, [&impl, &w = *worker, deadline] {
+  const auto deadline = std::chrono::steady_clock::now() + shared.options.close_timeout + std::chrono::milliseconds(500);
+  for (auto& worker : shared.workers) {
+    asio::post(worker->ioc, [this, &w = *worker, deadline] {
       w.shutting_down = true;
       auto rooms = w.rooms;  // rooms leave the registry as they shut down
       for (auto& [id, room] : rooms) room->shut_down();
-      impl.drain(w, deadline, std::make_shared<asio::steady_timer>(w.ioc));
+      drain(w, deadline, std::make_shared<asio::steady_timer>(w.ioc));
     });
   }
-  for (auto& worker : impl.shared.workers) {
+}
+
+void Server::Impl::finish_stop() {
+  {
+    std::unique_lock lock(mutex);
+    if (!started || stopped) return;
+    if (joining) {
+      stopped_cv.wait(lock, [&] { return stopped; });
+      return;
+    }
+    joining = true;
+  }
+  for (auto& worker : shared.workers) {
     if (worker->thread.joinable()) worker->thread.join();
   }
-  impl.acceptor.reset();
-  impl.shared.workers.clear();
+  acceptor.reset();
+  shared.workers.clear();
   {
-    std::lock_guard lock(impl.mutex);
-    impl.stopped = true;
+    std::lock_guard lock(mutex);
+    stopped = true;
   }
-  impl.stopped_cv.notify_all();
+  stopped_cv.notify_all();
   spdlog::info("stopped");
 }
 
+void Server::stop() {
+  auto& impl = *impl_;
+  impl.begin_stop();
+  // A worker cannot wait for itself: from a handler, the shutdown goes on without it, and wait()
+  // or the destructor (on another thread) joins the workers.
+  if (impl.on_worker_thread()) return;
+  impl.finish_stop();
+}
+
 void Server::wait() {
-  std::unique_lock lock(impl_->mutex);
-  impl_->stopped_cv.wait(lock, [&] { return !impl_->started || impl_->stopped; });
+  auto& impl = *impl_;
+  if (impl.on_worker_thread()) return;
+  {
+    std::unique_lock lock(impl.mutex);
+    impl.stopped_cv.wait(lock, [&] { return !impl.started || impl.stopping; });
+  }
+  impl.finish_stop();
 }
 
 int serve(std::shared_ptr<ServiceFactory> factory, ServerOptions options) {
-  Server server(std::move(factory), std::move(options));
-  // Signals are taken synchronously here, so no worker thread ever handles one.
+  // Signals are taken synchronously here, so no worker thread ever handles one: they are blocked
+  // before the workers start (which inherit the mask), and the caller's mask comes back at the end,
+  // with a signal that came during the shutdown taken rather than left to kill the process.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  sigset_t caller_mask;
+  pthread_sigmask(SIG_BLOCK, &signals, &caller_mask);
+  struct RestoreMask {
+    const sigset_t& signals;
+    const sigset_t& mask;
+    ~RestoreMask() {
+      const timespec now{0, 0};
+      while (sigtimedwait(&signals, nullptr, &now) > 0) {
+      }
+      pthread_sigmask(SIG_SETMASK, &mask, nullptr);
+    }
+  } restore{signals, caller_mask};
+  Server server(std::move(factory), std::move(options));
   if (auto status = server.start(); !status) {
     spdlog::error("{}", status.message());
     return 1;

@@ -1,6 +1,10 @@
 // Timers, room lifetime, room failure, limits, keep-alive and shutdown.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <csignal>
+#include <pthread.h>
+
 #include <fstream>
 #include <thread>
 
@@ -201,6 +205,58 @@ TEST(Shutdown, EveryClientGetsItsDisconnectAndA1001Close) {
   }
   std::string error;
   EXPECT_FALSE(WsClient::connect(port, "/ws/s1", 1s, 0, "127.0.0.1", &error)) << "still accepting";
+}
+
+/// Stops the server that runs it when told to, from inside its handler.
+struct Stopper : Service {
+  static inline std::atomic<Server*> server{nullptr};
+  void message(ClientId, const MessagePayload& payload, Context&) override {
+    if (payload.view() == "stop") server.load()->stop();
+  }
+  void disconnect(ClientId, Context&) override { ++disconnects; }
+  static inline std::atomic<int> disconnects{0};
+};
+
+TEST(Shutdown, AServiceCanStopTheServerFromItsHandler) {
+  Server server(make_factory<Stopper>(), {.port = 0, .threads = 2});
+  ASSERT_TRUE(server.start().ok());
+  Stopper::server = &server;
+  auto a = WsClient::connect(server.port(), "/ws/a");
+  auto b = WsClient::connect(server.port(), "/ws/b");
+  ASSERT_TRUE(a && b);
+  a->send_text("stop");  // stop() on a worker thread: it cannot join itself
+  EXPECT_EQ(a->read_until_closed(), 1001);
+  EXPECT_EQ(b->read_until_closed(), 1001);
+  server.wait();  // returns once the workers are done
+  EXPECT_EQ(Stopper::disconnects.load(), 2);
+  server.stop();  // idempotent, from here too
+  Stopper::server = nullptr;
+}
+
+// serve() takes SIGINT and SIGTERM itself and gives the caller back the mask it had: here SIGTERM
+// blocked (so the signal sent early waits for serve) and SIGINT not.
+TEST(Serve, LeavesTheCallersSignalMaskAsItFoundIt) {
+  int code = -1;
+  bool term_blocked = false, int_blocked = true;
+  // The caller's thread starts with SIGTERM blocked (it inherits this thread's mask).
+  sigset_t term, mine;
+  sigemptyset(&term);
+  sigaddset(&term, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &term, &mine);
+  std::thread caller([&] {
+    code = serve(make_factory<Stopper>(), {.host = "127.0.0.1", .port = 0, .threads = 1});
+    sigset_t after;
+    pthread_sigmask(SIG_SETMASK, nullptr, &after);
+    term_blocked = sigismember(&after, SIGTERM) == 1;
+    int_blocked = sigismember(&after, SIGINT) == 1;
+  });
+  // Pending in the caller's thread until serve waits for it.
+  pthread_kill(caller.native_handle(), SIGTERM);
+  caller.join();
+  pthread_sigmask(SIG_SETMASK, &mine, nullptr);
+  EXPECT_EQ(code, 0);
+  EXPECT_TRUE(term_blocked);
+  EXPECT_FALSE(int_blocked);
 }
 
 }  // namespace

@@ -95,15 +95,21 @@ void counter_message(benchmark::State& state, std::shared_ptr<ServiceFactory> fa
   if (ctx.sends != static_cast<std::uint64_t>(state.iterations())) state.SkipWithError("the counter did not answer");
 }
 
-/// One 32-byte binary message echoed by binary-echo.wasm: the whole guest path of an echo (encode,
-/// deliver, the guest's decode and send, the host's decode of the reply).
-void echo_message(benchmark::State& state) {
-  CountingContext ctx;
+/// A binary-echo.wasm room, started, with client 1 connected.
+std::unique_ptr<Service> echo_room_with_one_client(Context& ctx) {
   auto service = wasm_binary_echo()->create("room", ctx);
   service->init(ctx);
   finish(*service, ctx);
   service->connect(ClientId{1}, ctx);
   finish(*service, ctx);
+  return service;
+}
+
+/// One 32-byte binary message echoed by binary-echo.wasm: the whole guest path of an echo (encode,
+/// deliver, the guest's decode and send, the host's decode of the reply).
+void echo_message(benchmark::State& state) {
+  CountingContext ctx;
+  auto service = echo_room_with_one_client(ctx);
   const std::string bytes(32, 'x');
   const auto message = MessagePayload::view(PayloadKind::binary, std::string_view(bytes));
   for (auto _ : state) {
@@ -116,11 +122,7 @@ void echo_message(benchmark::State& state) {
 /// 32 such messages from one client that arrived in one read: one guest call for all of them.
 void echo_batch(benchmark::State& state) {
   CountingContext ctx;
-  auto service = wasm_binary_echo()->create("room", ctx);
-  service->init(ctx);
-  finish(*service, ctx);
-  service->connect(ClientId{1}, ctx);
-  finish(*service, ctx);
+  auto service = echo_room_with_one_client(ctx);
   const std::string bytes(32, 'x');
   const std::vector<MessagePayload> batch(32, MessagePayload::view(PayloadKind::binary, std::string_view(bytes)));
   auto& guest = dynamic_cast<HostedService&>(*service);

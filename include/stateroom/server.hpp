@@ -1,6 +1,7 @@
 // Server: the HTTP + WebSocket server that hosts the rooms of one service factory.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -126,8 +127,15 @@ int serve(ServerOptions options = {}) {
   return serve(make_factory<T>(), std::move(options));
 }
 
-/// Sets the log level: trace, debug, info, warn, error, critical or off. Returns false (and
-/// changes nothing) for an unknown name.
+/// The log levels, most verbose first.
+inline constexpr std::array<std::string_view, 7> log_levels{"trace", "debug", "info", "warn",
+                                                            "error", "critical", "off"};
+/// Whether `name` is one of `log_levels`.
+bool is_log_level(std::string_view name) noexcept;
+/// The levels as a phrase: "trace, debug, info, warn, error, critical or off".
+std::string log_level_names();
+
+/// Sets the log level (one of `log_levels`). Returns false (and changes nothing) for another name.
 bool set_log_level(std::string_view level);
 
 }  // namespace stateroom

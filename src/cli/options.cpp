@@ -7,7 +7,9 @@
 #include <cstdlib>
 #include <iostream>
 #include <limits>
+#include <stdexcept>
 #include <utility>
+#include <vector>
 
 namespace stateroom::cli {
 
@@ -33,11 +35,12 @@ std::optional<std::uint64_t> scaled(std::uint64_t number, std::uint64_t factor) 
   return number * factor;
 }
 
+/// `parse(text)`'s value; std::invalid_argument naming what `text` should be when there is none.
 template <class Parse>
 auto checked(std::string_view what, Parse parse) {
-  return [what, parse](const std::string& text) {
+  return [what = std::string(what), parse](const std::string& text) {
     auto value = parse(text);
-    if (!value) throw CLI::ValidationError(std::string(what), "'" + text + "' is not " + std::string(what));
+    if (!value) throw std::invalid_argument(what);
     return *value;
   };
 }
@@ -97,87 +100,210 @@ std::optional<RoomGrace> parse_room_grace(std::string_view text) {
   return RoomGrace::after(*delay);
 }
 
+namespace {
+
+/// Where the options land: every server has `server` and `log_level`; `stateroom serve` also the
+/// WebAssembly `limits` and `load`.
+struct Targets {
+  ServerOptions* server = nullptr;
+  std::string* log_level = nullptr;
+  wasm::Limits* limits = nullptr;
+  wasm::LoadOptions* load = nullptr;
+};
+
+std::optional<std::uint64_t> parse_integer(std::string_view text, std::uint64_t lo, std::uint64_t hi) {
+  std::uint64_t value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc{} || end != text.data() + text.size() || value < lo || value > hi) return std::nullopt;
+  return value;
+}
+
+template <std::uint64_t Lo, std::uint64_t Hi>
+std::uint64_t integer(const std::string& text) {
+  const std::string what = "an integer from " + std::to_string(Lo) + " to " + std::to_string(Hi);
+  return checked(what, [](std::string_view t) { return parse_integer(t, Lo, Hi); })(text);
+}
+
+std::size_t size(const std::string& text) { return checked("a size", parse_size)(text); }
+std::chrono::milliseconds duration(const std::string& text) { return checked("a duration", parse_duration)(text); }
+
+/// One option: its names, its [server] key and kind (shared with stateroom.toml), the default
+/// --help shows (option_defaults_match checks it is the struct's), its help, and how its value
+/// is applied.
+struct Spec {
+  OptionInfo info;
+  std::string_view names;  ///< for CLI11: the flag and its short form, if any
+  std::string_view default_text;
+  std::string_view help;
+  bool wasm;  ///< a WebAssembly option (only `stateroom serve` has them)
+  void (*apply)(Targets&, const std::string&);
+};
+
+const Spec specs[] = {
+    {{"--host", "host", ValueKind::text}, "--host", "0.0.0.0", "Address to listen on (:: for all IPv6 addresses)",
+     false, [](Targets& t, const std::string& v) { t.server->host = v; }},
+    {{"--port", "port", ValueKind::port}, "--port,-p", "8080", "Port to listen on (0 picks a free one)", false,
+     [](Targets& t, const std::string& v) { t.server->port = static_cast<std::uint16_t>(integer<0, 65535>(v)); }},
+    {{"--threads", "threads", ValueKind::threads}, "--threads", "0", "Worker threads (0 = one per core)", false,
+     [](Targets& t, const std::string& v) { t.server->threads = static_cast<unsigned>(integer<0, 1024>(v)); }},
+    {{"--static", "", ValueKind::path}, "--static", "", "Directory served at / (directories serve index.html)", false,
+     [](Targets& t, const std::string& v) { t.server->static_dir = v; }},
+    {{"--client", "client_files", ValueKind::path}, "--client", "", "Directory served at /client", false,
+     [](Targets& t, const std::string& v) { t.server->client_dir = v; }},
+    {{"--default-room", "default_room", ValueKind::text}, "--default-room", "default", "Room joined by GET /ws", false,
+     [](Targets& t, const std::string& v) { t.server->default_room = v; }},
+    {{"--room-grace", "room_grace", ValueKind::grace}, "--room-grace", "300s",
+     "How long an empty room is kept: never, immediate, or a duration (300s)", false,
+     [](Targets& t, const std::string& v) { t.server->room_grace = checked("a grace period", parse_room_grace)(v); }},
+    {{"--max-message-size", "max_message_size", ValueKind::size}, "--max-message-size", "1MiB",
+     "Largest message a client may send; larger closes it with 1009", false,
+     [](Targets& t, const std::string& v) { t.server->max_message_bytes = size(v); }},
+    {{"--max-queued", "max_queued", ValueKind::size}, "--max-queued", "4MiB",
+     "Bytes queued for one client (frame headers and 16 bytes per message included) before it is closed with "
+     "1008 as too slow",
+     false, [](Targets& t, const std::string& v) { t.server->max_queued_bytes = size(v); }},
+    {{"--max-room-queue", "max_room_queue", ValueKind::size}, "--max-room-queue", "4MiB",
+     "Bytes of messages a busy room holds before its senders stop being read until it catches up", false,
+     [](Targets& t, const std::string& v) { t.server->max_room_queue_bytes = size(v); }},
+    {{"--write-timeout", "write_timeout", ValueKind::duration}, "--write-timeout", "30s",
+     "Drop a client whose socket takes nothing for this long while data waits for it", false,
+     [](Targets& t, const std::string& v) { t.server->write_timeout = duration(v); }},
+    {{"--ping-interval", "ping_interval", ValueKind::duration}, "--ping-interval", "30s",
+     "Ping a client silent for this long", false,
+     [](Targets& t, const std::string& v) { t.server->ping_interval = duration(v); }},
+    {{"--idle-timeout", "idle_timeout", ValueKind::duration}, "--idle-timeout", "120s",
+     "Close a client silent for this long (must exceed the ping interval)", false,
+     [](Targets& t, const std::string& v) { t.server->idle_timeout = duration(v); }},
+    {{"--close-timeout", "close_timeout", ValueKind::duration}, "--close-timeout", "5s",
+     "How long a close handshake may take before the connection is dropped", false,
+     [](Targets& t, const std::string& v) { t.server->close_timeout = duration(v); }},
+    {{"--log-level", "log_level", ValueKind::level}, "--log-level", "",
+     "trace, debug, info, warn, error, critical or off (default: $STATEROOM_LOG, else info)", false,
+     [](Targets& t, const std::string& v) {
+       if (!is_log_level(v)) throw std::invalid_argument(log_level_names());
+       *t.log_level = v;
+     }},
+    {{"--memory-limit", "memory_limit", ValueKind::size}, "--memory-limit", "64MiB",
+     "Linear memory one room's instance may use; growing past it fails the room", true,
+     [](Targets& t, const std::string& v) { t.limits->memory_bytes = size(v); }},
+    {{"--cpu-limit", "cpu_limit", ValueKind::duration}, "--cpu-limit", "1s",
+     "Time a room's guest may run for one event; past it the room fails", true,
+     [](Targets& t, const std::string& v) { t.limits->cpu_time_per_event = duration(v); }},
+    {{"--max-rooms", "max_rooms", ValueKind::rooms}, "--max-rooms", "1000",
+     "WebAssembly rooms alive at once; a room beyond fails to start", true,
+     [](Targets& t, const std::string& v) {
+       t.limits->max_instances = static_cast<std::uint32_t>(integer<1, 1000000>(v));
+     }},
+    {{"--module-cache", "module_cache", ValueKind::flag}, "--module-cache", "",
+     "Keep the compiled module in <module>.cwasm next to it and reuse it on the next start (native code: only "
+     "for a directory as trusted as this program)",
+     true, [](Targets& t, const std::string&) { t.load->cache_compiled = true; }},
+};
+
+/// How --help names an option's value.
+const char* type_name(ValueKind kind) {
+  switch (kind) {
+    case ValueKind::port:
+    case ValueKind::threads:
+    case ValueKind::rooms:
+      return "INT";
+    case ValueKind::size:
+      return "SIZE";
+    case ValueKind::duration:
+      return "DURATION";
+    case ValueKind::grace:
+      return "GRACE";
+    case ValueKind::level:
+      return "LEVEL";
+    case ValueKind::path:
+      return "DIR";
+    case ValueKind::text:
+    case ValueKind::flag:
+      break;
+  }
+  return "TEXT";
+}
+
+void add_options(CLI::App& app, Targets targets, bool wasm) {
+  for (const Spec& spec : specs) {
+    if (spec.wasm != wasm) continue;
+    const std::string names(spec.names);
+    if (spec.info.kind == ValueKind::flag) {
+      app.add_flag_callback(names, [targets, &spec]() mutable { spec.apply(targets, {}); }, std::string(spec.help));
+      continue;
+    }
+    auto apply = [targets, &spec](const std::string& value) mutable {
+      try {
+        spec.apply(targets, value);
+      } catch (const std::invalid_argument& e) {
+        throw CLI::ValidationError(std::string(spec.info.flag), "'" + value + "' is not " + e.what());
+      }
+    };
+    auto* option = app.add_option_function<std::string>(names, apply, std::string(spec.help));
+    option->type_name(type_name(spec.info.kind));
+    if (!spec.default_text.empty()) option->default_str(std::string(spec.default_text));
+  }
+}
+
+}  // namespace
+
+std::span<const OptionInfo> server_option_table() {
+  static const std::vector<OptionInfo> infos = [] {
+    std::vector<OptionInfo> out;
+    for (const Spec& spec : specs) out.push_back(spec.info);
+    return out;
+  }();
+  return infos;
+}
+
+bool option_defaults_match(std::string* mismatch) {
+  ServerOptions server;
+  std::string level;
+  wasm::Limits limits;
+  wasm::LoadOptions load;
+  Targets targets{&server, &level, &limits, &load};
+  for (const Spec& spec : specs)
+    if (!spec.default_text.empty()) spec.apply(targets, std::string(spec.default_text));
+  const ServerOptions fresh;
+  const wasm::Limits fresh_limits;
+  const std::pair<bool, const char*> checks[] = {
+      {server.host == fresh.host, "--host"},
+      {server.port == fresh.port, "--port"},
+      {server.threads == fresh.threads, "--threads"},
+      {server.default_room == fresh.default_room, "--default-room"},
+      {server.room_grace == fresh.room_grace, "--room-grace"},
+      {server.max_message_bytes == fresh.max_message_bytes, "--max-message-size"},
+      {server.max_queued_bytes == fresh.max_queued_bytes, "--max-queued"},
+      {server.max_room_queue_bytes == fresh.max_room_queue_bytes, "--max-room-queue"},
+      {server.write_timeout == fresh.write_timeout, "--write-timeout"},
+      {server.ping_interval == fresh.ping_interval, "--ping-interval"},
+      {server.idle_timeout == fresh.idle_timeout, "--idle-timeout"},
+      {server.close_timeout == fresh.close_timeout, "--close-timeout"},
+      {limits.memory_bytes == fresh_limits.memory_bytes, "--memory-limit"},
+      {limits.cpu_time_per_event == fresh_limits.cpu_time_per_event, "--cpu-limit"},
+      {limits.max_instances == fresh_limits.max_instances, "--max-rooms"},
+  };
+  for (const auto& [same, flag] : checks) {
+    if (same) continue;
+    if (mismatch) *mismatch = flag;
+    return false;
+  }
+  return true;
+}
+
 void add_server_options(CLI::App& app, ServerOptions& o, std::string& log_level) {
   const char* env = std::getenv("STATEROOM_LOG");
   log_level = env && *env ? env : "info";
-
-  app.add_option("--host", o.host, "Address to listen on (:: for all IPv6 addresses)")->capture_default_str();
-  app.add_option("--port,-p", o.port, "Port to listen on (0 picks a free one)")->capture_default_str();
-  app.add_option("--threads", o.threads, "Worker threads (0 = one per core)")
-      ->capture_default_str()
-      ->check(CLI::Range(0u, 1024u));
-  app.add_option("--static", o.static_dir, "Directory served at / (directories serve index.html)");
-  app.add_option("--client", o.client_dir, "Directory served at /client");
-  app.add_option("--default-room", o.default_room, "Room joined by GET /ws")->capture_default_str();
-  app.add_option_function<std::string>(
-         "--room-grace",
-         [&o](const std::string& s) { o.room_grace = checked("a grace period", parse_room_grace)(s); },
-         "How long an empty room is kept: never, immediate, or a duration (300s)")
-      ->default_str("300s");
-  app.add_option_function<std::string>(
-         "--max-message-size",
-         [&o](const std::string& s) { o.max_message_bytes = checked("a size", parse_size)(s); },
-         "Largest message a client may send; larger closes it with 1009")
-      ->default_str("1MiB");
-  app.add_option_function<std::string>(
-         "--max-queued",
-         [&o](const std::string& s) { o.max_queued_bytes = checked("a size", parse_size)(s); },
-         "Bytes queued for one client (frame headers and 16 bytes per message included) before it is closed "
-         "with 1008 as too slow")
-      ->default_str("4MiB");
-  app.add_option_function<std::string>(
-         "--max-room-queue",
-         [&o](const std::string& s) { o.max_room_queue_bytes = checked("a size", parse_size)(s); },
-         "Bytes of messages a busy room holds before its senders stop being read until it catches up")
-      ->default_str("4MiB");
-  app.add_option_function<std::string>(
-         "--write-timeout",
-         [&o](const std::string& s) { o.write_timeout = checked("a duration", parse_duration)(s); },
-         "Drop a client whose socket takes nothing for this long while data waits for it")
-      ->default_str("30s");
-  app.add_option_function<std::string>(
-         "--ping-interval",
-         [&o](const std::string& s) { o.ping_interval = checked("a duration", parse_duration)(s); },
-         "Ping a client silent for this long")
-      ->default_str("30s");
-  app.add_option_function<std::string>(
-         "--idle-timeout",
-         [&o](const std::string& s) { o.idle_timeout = checked("a duration", parse_duration)(s); },
-         "Close a client silent for this long (must exceed the ping interval)")
-      ->default_str("120s");
-  app.add_option_function<std::string>(
-         "--close-timeout",
-         [&o](const std::string& s) { o.close_timeout = checked("a duration", parse_duration)(s); },
-         "How long a close handshake may take before the connection is dropped")
-      ->default_str("5s");
-  app.add_option("--log-level", log_level,
-                 "trace, debug, info, warn, error, critical or off (default: $STATEROOM_LOG, else info)")
-      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  add_options(app, Targets{&o, &log_level, nullptr, nullptr}, false);
 }
 
 void add_wasm_options(CLI::App& app, wasm::Limits& limits, wasm::LoadOptions& load) {
-  app.add_option_function<std::string>(
-         "--memory-limit",
-         [&limits](const std::string& s) { limits.memory_bytes = checked("a size", parse_size)(s); },
-         "Linear memory one room's instance may use; growing past it fails the room")
-      ->default_str("64MiB");
-  app.add_option_function<std::string>(
-         "--cpu-limit",
-         [&limits](const std::string& s) { limits.cpu_time_per_event = checked("a duration", parse_duration)(s); },
-         "Time a room's guest may run for one event; past it the room fails")
-      ->default_str("1s");
-  app.add_option("--max-rooms", limits.max_instances, "WebAssembly rooms alive at once; a room beyond fails to start")
-      ->capture_default_str()
-      ->check(CLI::Range(1u, 1000000u));
-  app.add_flag("--module-cache", load.cache_compiled,
-               "Keep the compiled module in <module>.cwasm next to it and reuse it on the next start (native "
-               "code: only for a directory as trusted as this program)");
+  add_options(app, Targets{nullptr, nullptr, &limits, &load}, true);
 }
 
 bool apply_log_level(const std::string& log_level) {
   if (set_log_level(log_level)) return true;
-  std::cerr << "error: unknown log level '" << log_level
-            << "' (expected trace, debug, info, warn, error, critical or off)\n";
+  std::cerr << "error: unknown log level '" << log_level << "' (expected " << log_level_names() << ")\n";
   return false;
 }
 

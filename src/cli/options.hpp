@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstddef>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -19,6 +20,25 @@ std::optional<std::size_t> parse_size(std::string_view text);
 std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);
 /// `never`, `immediate`, or a duration (a bare number is seconds).
 std::optional<RoomGrace> parse_room_grace(std::string_view text);
+
+/// What an option's value is; the command line and stateroom.toml check it the same way.
+enum class ValueKind { text, port, threads, rooms, size, duration, grace, flag, level, path };
+
+/// One option of the server commands: its flag, its `[server]` key in stateroom.toml (empty when
+/// the file has none) and the kind of its value.
+struct OptionInfo {
+  std::string_view flag;
+  std::string_view key;
+  ValueKind kind;
+};
+
+/// Every option add_server_options and add_wasm_options register, in --help order: one table for
+/// the command line and the project file.
+std::span<const OptionInfo> server_option_table();
+
+/// Whether every default the options' --help shows is what the option structs default to; names
+/// the first that is not.
+bool option_defaults_match(std::string* mismatch = nullptr);
 
 /// Registers the server options on `app`; parsed values land in `options` and `log_level`.
 /// `log_level` starts as the STATEROOM_LOG environment variable, or `info`.

@@ -18,39 +18,10 @@ namespace stateroom::cli {
 
 namespace {
 
-/// How a [server] value is checked and turned into its command-line argument.
-enum class Kind { text, port, threads, rooms, size, duration, grace, flag, level, path };
-
-struct ServerKey {
-  std::string_view key;
-  std::string_view flag;
-  Kind kind;
-};
-
-constexpr std::array<ServerKey, 18> server_keys{{
-    {"host", "--host", Kind::text},
-    {"port", "--port", Kind::port},
-    {"threads", "--threads", Kind::threads},
-    {"default_room", "--default-room", Kind::text},
-    {"room_grace", "--room-grace", Kind::grace},
-    {"max_message_size", "--max-message-size", Kind::size},
-    {"max_queued", "--max-queued", Kind::size},
-    {"max_room_queue", "--max-room-queue", Kind::size},
-    {"write_timeout", "--write-timeout", Kind::duration},
-    {"ping_interval", "--ping-interval", Kind::duration},
-    {"idle_timeout", "--idle-timeout", Kind::duration},
-    {"close_timeout", "--close-timeout", Kind::duration},
-    {"client_files", "--client", Kind::path},
-    {"memory_limit", "--memory-limit", Kind::size},
-    {"cpu_limit", "--cpu-limit", Kind::duration},
-    {"max_rooms", "--max-rooms", Kind::rooms},
-    {"module_cache", "--module-cache", Kind::flag},
-    {"log_level", "--log-level", Kind::level},
-}};
-
 std::string known_server_keys() {
   std::string out;
-  for (const auto& k : server_keys) out += (out.empty() ? "" : ", ") + std::string(k.key);
+  for (const auto& k : server_option_table())
+    if (!k.key.empty()) out += (out.empty() ? "" : ", ") + std::string(k.key);
   return out;
 }
 
@@ -103,52 +74,51 @@ class ConfigReader {
 void read_server(const toml::table& server, const ConfigReader& reader, Project& project) {
   for (auto&& [key, node] : server) {
     const std::string name = "server." + std::string(key.str());
-    const ServerKey* known = nullptr;
-    for (const auto& k : server_keys)
-      if (k.key == key.str()) known = &k;
+    // The same table as the command line's: a key is an option's, checked as its value is.
+    const OptionInfo* known = nullptr;
+    for (const auto& k : server_option_table())
+      if (!k.key.empty() && k.key == key.str()) known = &k;
     if (!known)
       reader.fail(key.source(), fmt::format("unknown key '{}' (known: {})", name, known_server_keys()));
     std::string value;
     switch (known->kind) {
-      case Kind::text:
+      case ValueKind::text:
         value = reader.string(node, name, "a string");
         break;
-      case Kind::port:
+      case ValueKind::port:
         value = std::to_string(reader.integer(node, name, 0, 65535));
         break;
-      case Kind::threads:
+      case ValueKind::threads:
         value = std::to_string(reader.integer(node, name, 0, 1024));
         break;
-      case Kind::rooms:
+      case ValueKind::rooms:
         value = std::to_string(reader.integer(node, name, 1, 1000000));
         break;
-      case Kind::size:
+      case ValueKind::size:
         value = reader.measure(node, name, "a size", parse_size);
         break;
-      case Kind::duration:
+      case ValueKind::duration:
         value = reader.measure(node, name, "a duration", parse_duration);
         break;
-      case Kind::grace:
+      case ValueKind::grace:
         if (node.as_string() && parse_room_grace(node.as_string()->get())) {
           value = node.as_string()->get();
         } else {
           value = reader.measure(node, name, "a grace period (never, immediate or a duration)", parse_duration);
         }
         break;
-      case Kind::flag:
+      case ValueKind::flag:
         if (!node.as_boolean()) reader.fail(node.source(), name + " must be true or false");
         if (!node.as_boolean()->get()) continue;
         project.server_args.emplace_back(known->flag);
         continue;
-      case Kind::level: {
+      case ValueKind::level: {
         value = reader.string(node, name, "a log level");
-        constexpr std::array<std::string_view, 7> levels{"trace", "debug", "info", "warn", "error", "critical", "off"};
-        if (std::find(levels.begin(), levels.end(), value) == levels.end())
-          reader.fail(node.source(),
-                      fmt::format("{}: '{}' is not trace, debug, info, warn, error, critical or off", name, value));
+        if (!is_log_level(value))
+          reader.fail(node.source(), fmt::format("{}: '{}' is not {}", name, value, log_level_names()));
         break;
       }
-      case Kind::path:
+      case ValueKind::path:
         value = reader.directory(node, name, project.dir).string();
         break;
     }

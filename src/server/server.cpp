@@ -46,12 +46,10 @@ std::once_flag log_env_once;
 void apply_log_env() {
   std::call_once(log_env_once, [] {
     if (const char* env = std::getenv("STATEROOM_LOG"); env && *env) {
-      const auto level = spdlog::level::from_str(env);
-      if (level != spdlog::level::off || std::string_view(env) == "off") {
-        spdlog::set_level(level);
+      if (is_log_level(env)) {
+        spdlog::set_level(spdlog::level::from_str(env));
       } else {
-        spdlog::warn("STATEROOM_LOG='{}' is not a log level (trace, debug, info, warn, error, critical, off)",
-                     env);
+        spdlog::warn("STATEROOM_LOG='{}' is not a log level ({})", env, log_level_names());
       }
     }
   });
@@ -59,11 +57,23 @@ void apply_log_env() {
 
 }  // namespace
 
+bool is_log_level(std::string_view name) noexcept {
+  return std::find(log_levels.begin(), log_levels.end(), name) != log_levels.end();
+}
+
+std::string log_level_names() {
+  std::string out;
+  for (std::size_t i = 0; i < log_levels.size(); ++i) {
+    if (i > 0) out += i + 1 == log_levels.size() ? " or " : ", ";
+    out += log_levels[i];
+  }
+  return out;
+}
+
 bool set_log_level(std::string_view name) {
   apply_log_env();
-  const auto level = spdlog::level::from_str(std::string(name));
-  if (level == spdlog::level::off && name != "off") return false;
-  spdlog::set_level(level);
+  if (!is_log_level(name)) return false;
+  spdlog::set_level(spdlog::level::from_str(std::string(name)));
   return true;
 }
 

@@ -53,5 +53,47 @@ TEST(Options, CommandLine) {
   EXPECT_THROW(bad.parse(std::vector<std::string>{"lots", "--max-queued"}), CLI::ValidationError);
 }
 
+// --help shows a default for each option; it must be what the option structs really default to.
+TEST(Options, TheDefaultsHelpShowsAreTheStructsDefaults) {
+  std::string mismatch;
+  EXPECT_TRUE(option_defaults_match(&mismatch)) << mismatch;
+}
+
+TEST(Options, OneTableServesTheCommandLineAndTheProjectFile) {
+  CLI::App app;
+  ServerOptions options;
+  std::string level;
+  wasm::Limits limits;
+  wasm::LoadOptions load;
+  add_server_options(app, options, level);
+  add_wasm_options(app, limits, load);
+  for (const OptionInfo& option : server_option_table())
+    EXPECT_NE(app.get_option_no_throw(std::string(option.flag)), nullptr) << option.flag;
+  app.parse(std::vector<std::string>{"--module-cache", "7", "--max-rooms", "debug", "--log-level", "2", "--threads"});
+  EXPECT_EQ(options.threads, 2u);
+  EXPECT_EQ(level, "debug");
+  EXPECT_EQ(limits.max_instances, 7u);
+  EXPECT_TRUE(load.cache_compiled);
+  for (const std::vector<std::string>& bad : {std::vector<std::string>{"2000", "--threads"},
+                                              std::vector<std::string>{"70000", "--port"},
+                                              std::vector<std::string>{"loud", "--log-level"},
+                                              std::vector<std::string>{"0", "--max-rooms"}}) {
+    CLI::App again;
+    ServerOptions o;
+    wasm::Limits l;
+    add_server_options(again, o, level);
+    add_wasm_options(again, l, load);
+    std::vector<std::string> args = bad;
+    EXPECT_THROW(again.parse(args), CLI::ValidationError) << bad[1] << " " << bad[0];
+  }
+}
+
+TEST(Options, LogLevelsAreOneList) {
+  EXPECT_EQ(log_level_names(), "trace, debug, info, warn, error, critical or off");
+  for (std::string_view level : log_levels) EXPECT_TRUE(is_log_level(level)) << level;
+  EXPECT_FALSE(is_log_level("warning"));
+  EXPECT_FALSE(set_log_level("loud"));
+}
+
 }  // namespace
 }  // namespace stateroom::cli

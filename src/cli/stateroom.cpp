@@ -108,7 +108,19 @@ std::shared_ptr<wasm::Engine> make_engine(const wasm::Limits& limits) {
   }
 }
 
+/// A message a client may send must fit in a room's guest memory (and under the 32-bit module
+/// interface's 2 GiB block): a --max-message-size beyond --memory-limit is a mistake.
+void check_message_fits(const ServerOptions& options, const wasm::Limits& limits) {
+  const std::uint64_t fits = std::min<std::uint64_t>(limits.memory_bytes, std::uint64_t{1} << 31);
+  if (options.max_message_bytes >= fits)
+    throw UserError(fmt::format("--max-message-size ({} bytes) must be smaller than a room's guest memory "
+                                "(--memory-limit, {} bytes) and 2 GiB",
+                                options.max_message_bytes, limits.memory_bytes));
+}
+
 int serve(Args& a) {
+  check_message_fits(a.options, a.limits);
+  auto engine = make_engine(a.limits);  // the limits are checked before the module is looked for
   fs::path module = a.module;
   std::error_code ec;
   if (fs::is_directory(module, ec)) {
@@ -124,7 +136,7 @@ int serve(Args& a) {
   }
   std::shared_ptr<wasm::Module> factory;
   try {
-    factory = wasm::Module::load(make_engine(a.limits), module, a.load);
+    factory = wasm::Module::load(std::move(engine), module, a.load);
   } catch (const wasm::LoadError& e) {
     throw UserError(e.what());
   }
@@ -231,6 +243,7 @@ int dev(const cli::Project& project, Args& a) {
   const auto sdk = cli::GuestSdk::locate();
   if (a.dev_port >= 0) a.options.port = static_cast<std::uint16_t>(a.dev_port);
   if (a.options.static_dir.empty() && project.static_dir) a.options.static_dir = project.static_dir->string();
+  check_message_fits(a.options, a.limits);
   auto engine = make_engine(a.limits);
   spdlog::info("project {} ({})", project.dir.filename().string(), project.dir.string());
 

@@ -148,6 +148,8 @@ void Engine::Impl::release_instance() noexcept { live_instances.fetch_sub(1, std
 Engine::Engine(Limits limits) {
   if (limits.memory_bytes < 65536)
     throw std::invalid_argument("the memory limit must be at least 64 KiB (one WebAssembly page)");
+  if (limits.memory_bytes > (std::uint64_t{1} << 32))
+    throw std::invalid_argument("the memory limit must be at most 4 GiB (a 32-bit WebAssembly memory)");
   if (limits.cpu_time_per_event.count() <= 0) throw std::invalid_argument("the CPU time limit must be positive");
   if (limits.max_instances == 0) throw std::invalid_argument("the instance limit must be at least 1");
   impl_ = std::make_unique<Impl>(limits);

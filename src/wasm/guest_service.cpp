@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 #include <utility>
@@ -242,7 +243,9 @@ void GuestService::set_entry(const wasmtime_func_t& func, std::initializer_list<
 }
 
 void GuestService::deliver_v2(const codec::MessageToProcess& event, Context& ctx) {
-  codec::encode_to(event, event_space(codec::encoded_size(event)));
+  std::uint8_t* space = event_space(codec::encoded_size(event));
+  if (!space) return;
+  codec::encode_to(event, space);
   set_entry(recv_, {}, true);
   plan({Step::stage, Step::deliver});
   begin(ctx);
@@ -293,6 +296,13 @@ void GuestService::disconnect(ClientId client, Context& ctx) {
 }
 
 std::uint8_t* GuestService::event_space(std::size_t size) {
+  // The block is a 32-bit guest allocation grown in powers of two: an event past 2 GiB, or past
+  // the guest's whole memory, cannot be handed over (the server refuses such a message size).
+  const std::uint64_t fits = std::min<std::uint64_t>(module_->runtime().limits.memory_bytes, max_block_size);
+  if (size >= fits) {
+    fail(fmt::format("an event of {} bytes does not fit in the guest's memory", size));
+    return nullptr;
+  }
   // Between calls the host may write the guest's memory; a block that holds the event takes it
   // directly. Otherwise `buffer_` keeps it while the block is replaced (calls that may pause).
   if (!failed_ && size > 0 && size <= block_size_) {
@@ -308,7 +318,9 @@ std::uint8_t* GuestService::event_space(std::size_t size) {
 
 void GuestService::message(ClientId sender, const MessagePayload& payload, Context& ctx) {
   if (module_->abi == Abi::v2) {
-    codec::encode_message_to(sender, payload, event_space(codec::encoded_message_size(payload)));
+    std::uint8_t* space = event_space(codec::encoded_message_size(payload));
+    if (!space) return;
+    codec::encode_message_to(sender, payload, space);
     set_entry(recv_, {}, true);
   } else {
     in_block_ = 0;
@@ -321,10 +333,19 @@ void GuestService::message(ClientId sender, const MessagePayload& payload, Conte
 
 std::size_t GuestService::messages(ClientId sender, std::span<const MessagePayload> payloads, Context& ctx) {
   if (!has_batch_ || payloads.size() < 2) return HostedService::messages(sender, payloads, ctx);
-  // One record per message: its length, its encoding, padding to 4 bytes.
-  std::size_t total = 0;
-  for (const MessagePayload& p : payloads) total += 4 + ((codec::encoded_message_size(p) + 3) & ~std::size_t{3});
+  // One record per message: its length, its encoding, padding to 4 bytes. A batch stops short of
+  // max_batch_bytes (the room delivers the rest later), so the block stays small.
+  std::size_t total = 0, count = 0;
+  for (const MessagePayload& p : payloads) {
+    const std::size_t record = 4 + ((codec::encoded_message_size(p) + 3) & ~std::size_t{3});
+    if (count > 0 && total + record > max_batch_bytes) break;
+    total += record;
+    ++count;
+  }
+  if (count == 1) return HostedService::messages(sender, payloads.first(1), ctx);
+  payloads = payloads.first(count);
   std::uint8_t* at = event_space(total);
+  if (!at) return payloads.size();
   for (const MessagePayload& p : payloads) {
     const std::size_t size = codec::encoded_message_size(p);
     const std::size_t padded = (size + 3) & ~std::size_t{3};

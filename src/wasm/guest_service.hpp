@@ -66,6 +66,10 @@ class GuestService final : public HostedService {
   };
   /// The smallest block allocated in the guest for the host's events.
   static constexpr std::uint32_t min_block_size = 1024;
+  /// Past this an event cannot be handed over: the block, a 32-bit size grown in powers of two.
+  static constexpr std::uint64_t max_block_size = std::uint64_t{1} << 31;
+  /// A batch of messages stops short of this many bytes (a first message always goes).
+  static constexpr std::size_t max_batch_bytes = 256 * 1024;
   using Clock = std::chrono::steady_clock;
 
   /// Runs a new event's plan as far as it goes without pausing.

@@ -473,6 +473,16 @@ async def test_serve_missing_file(ctx):
     ctx.run("serve", "missing.wasm", "--port", "0", cwd=ctx.tmp).expect_one_error_line("missing.wasm", "no such file")
 
 
+async def test_serve_limits_that_cannot_hold(ctx):
+    # A message must fit in a room's guest memory, which a 32-bit module caps at 4 GiB.
+    ctx.run("serve", "missing.wasm", "--port", "0", "--max-message-size", "100MiB", cwd=ctx.tmp) \
+        .expect_one_error_line("--max-message-size (104857600 bytes)", "--memory-limit")
+    ctx.run("serve", "missing.wasm", "--port", "0", "--memory-limit", "8GiB", "--max-message-size", "3GiB",
+            cwd=ctx.tmp).expect_one_error_line("--max-message-size", "2 GiB")
+    ctx.run("serve", "missing.wasm", "--port", "0", "--memory-limit", "8GiB", cwd=ctx.tmp) \
+        .expect_one_error_line("memory limit", "at most 4 GiB")
+
+
 async def test_serve_not_a_module(ctx):
     ctx.need_project()
     ctx.run("serve", "service.cpp", "--port", "0").expect_one_error_line("service.cpp", "not a WebAssembly module")
@@ -628,6 +638,7 @@ TESTS = [
     ("dev stops on SIGTERM with exit code 0", test_dev_stops_on_sigterm),
     ("serve a missing file", test_serve_missing_file),
     ("serve a file that is not a module", test_serve_not_a_module),
+    ("serve with limits that cannot hold a message", test_serve_limits_that_cannot_hold),
     ("serve a directory without server.wasm", test_serve_directory_without_server_wasm),
     ("build and dev outside a project", test_build_and_dev_outside_a_project),
     ("bad stateroom.toml files", test_bad_stateroom_toml),

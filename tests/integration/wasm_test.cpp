@@ -468,6 +468,29 @@ TEST(WasmHost, ABatchOfMessagesIsDeliveredInOrderAcrossAPause) {
   for (std::size_t i = 0; i < batch.size(); ++i) EXPECT_EQ(ctx.sent[i], batch[i].view()) << i;
 }
 
+// A batch stops short of 256 KiB (its first message always goes); the room delivers the rest.
+TEST(WasmHost, ABatchStopsShortOfItsByteCap) {
+  struct Counting final : Context {
+    std::size_t sent = 0;
+    std::string failure;
+    void send(MessageRecipient, const MessagePayload&) override { ++sent; }
+    void set_timer(std::uint32_t) override {}
+    void fail(std::string_view reason) override { failure = reason; }
+  } ctx;
+  auto module = Module::load(engine(), std::string(STATEROOM_WASM_DIR) + "/binary-echo.wasm");
+  auto created = module->create("r", ctx);
+  auto* service = dynamic_cast<HostedService*>(created.get());
+  ASSERT_TRUE(service);
+  service->init(ctx);
+  while (service->pending()) service->resume(ctx);
+  const std::string big(100 * 1024, 'b');
+  const std::vector<MessagePayload> batch(5, MessagePayload::view(PayloadKind::binary, std::string_view(big)));
+  EXPECT_EQ(service->messages(ClientId{1}, batch, ctx), 2u);  // a third would pass 256 KiB
+  while (service->pending()) service->resume(ctx);
+  EXPECT_EQ(ctx.sent, 2u);
+  EXPECT_EQ(ctx.failure, "");
+}
+
 TEST(WasmServe, LegacyV1Module) {
   auto module = Module::load(engine(), legacy_path);
   ASSERT_EQ(module->abi(), Abi::v1);

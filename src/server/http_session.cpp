@@ -72,13 +72,19 @@ void HttpSession::on_read(beast::error_code ec) {
     return;
   }
   if (ec) {
+    // A request that cannot be read is answered once, and the connection closed: what is left of
+    // it in the buffer would only be read as the next request.
+    Request req;
+    req.version(11);
+    req.keep_alive(false);
     if (ec == http::error::body_limit || ec == http::error::header_limit) {
-      Request req;
-      req.version(11);
       reply(req, http::status::payload_too_large, "request too large\n");
-      return;
+    } else if (ec.category() == http::make_error_code(http::error::bad_method).category()) {
+      spdlog::debug("HTTP request refused: {}", ec.message());
+      reply(req, http::status::bad_request, "malformed request\n");
+    } else {
+      spdlog::debug("HTTP read failed: {}", ec.message());
     }
-    spdlog::debug("HTTP read failed: {}", ec.message());
     return;
   }
   handle(parser_->release());

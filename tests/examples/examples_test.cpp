@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -262,4 +263,34 @@ TEST(ServerBinary, BadOptionValuesAreRejected) {
 }
 
 }  // namespace
+// README: "the STATEROOM_LOG environment variable sets the default" log level.
+TEST(Environment, StateroomLogSetsTheDefaultLogLevel) {
+  const std::string counter = std::string(STATEROOM_BIN_DIR) + "/counter-native";
+  setenv("STATEROOM_LOG", "debug", 1);
+  {
+    ServerProcess p({counter});
+    ASSERT_TRUE(p.listening()) << p.output();
+    auto c = WsClient::connect(p.port(), "/ws/logged");
+    ASSERT_TRUE(c);
+    EXPECT_TRUE(p.wait_for_output("[debug] room 'logged' created", 5s)) << p.output();
+  }
+  setenv("STATEROOM_LOG", "loud", 1);
+  {
+    ServerProcess p({counter});
+    EXPECT_FALSE(p.listening());
+    EXPECT_EQ(p.wait(10s), 2);
+    EXPECT_NE(p.output().find("unknown log level 'loud'"), std::string::npos) << p.output();
+  }
+  unsetenv("STATEROOM_LOG");
+  {
+    ServerProcess p({counter});
+    ASSERT_TRUE(p.listening());
+    auto c = WsClient::connect(p.port(), "/ws/quiet");
+    ASSERT_TRUE(c);
+    c->close();
+    EXPECT_TRUE(p.wait_for_output("room 'quiet' client 1 disconnected", 5s)) << p.output();
+    EXPECT_EQ(p.output().find("[debug]"), std::string::npos) << "info is the default";
+  }
+}
+
 }  // namespace stateroom::test

@@ -118,5 +118,53 @@ TEST_F(RoomTest, AnOutdatedRoomEndsOnceEmpty) {
   EXPECT_EQ(room->state(), server::Room::State::ended);
 }
 
+/// Broadcasts every message it gets.
+struct Broadcaster : Service {
+  void message(ClientId, const MessagePayload& payload, Context& ctx) override { ctx.send(broadcast(), payload); }
+};
+
+/// Queues like a session and notes which message object and header bytes it was handed.
+class NotingClient final : public server::Client {
+ public:
+  server::SendResult send(const server::OutgoingMessage& message) override {
+    header = message.frame_header().data();
+    queue.append(message);
+    return server::SendResult::sent;
+  }
+  void close(protocol::CloseCode, std::string_view) override {}
+  void resume_reading() override {}
+  /// Where the queued payload's bytes are (the last span gathered: the frame's payload).
+  const std::uint8_t* payload_bytes() const {
+    std::span<const std::uint8_t> spans[16];
+    const std::size_t n = queue.gather(spans);
+    return n ? spans[n - 1].data() : nullptr;
+  }
+  const std::uint8_t* header = nullptr;
+  server::OutputQueue queue;
+};
+
+// README: "A broadcast's frame header is encoded once for all its recipients; a large payload is
+// shared by them, a small one copied into each recipient's output."
+TEST_F(RoomTest, ABroadcastIsEncodedOnceAndALargePayloadShared) {
+  RoomHarness h(make_factory<Broadcaster>());
+  auto room = h.worker().find_or_create_room("r");
+  NotingClient a, b, c;
+  const auto id = room->join(a);
+  ASSERT_TRUE(id && room->join(b) && room->join(c));
+  const std::string large(20 * 1024, 'L');
+  room->message(*id, MessagePayload::view(PayloadKind::binary, std::string_view(large)), a);
+  ASSERT_NE(a.header, nullptr);
+  EXPECT_EQ(a.header, b.header) << "one header for every recipient";
+  EXPECT_EQ(b.header, c.header);
+  EXPECT_EQ(a.payload_bytes(), b.payload_bytes()) << "a large payload is one buffer, shared";
+  EXPECT_EQ(b.payload_bytes(), c.payload_bytes());
+  EXPECT_NE(a.payload_bytes(), reinterpret_cast<const std::uint8_t*>(large.data())) << "not the sender's bytes";
+  for (auto* q : {&a, &b, &c}) q->queue.consume(q->queue.size());
+
+  room->message(*id, MessagePayload("small"), a);
+  EXPECT_EQ(a.header, b.header);
+  EXPECT_NE(a.payload_bytes(), b.payload_bytes()) << "a small payload is copied into each queue";
+}
+
 }  // namespace
 }  // namespace stateroom::test

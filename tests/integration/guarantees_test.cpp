@@ -1,0 +1,175 @@
+// What the README promises about requests, addresses, threads and closing, checked on a real server.
+#include <gtest/gtest.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../support/probe_service.hpp"
+#include "../support/ws_client.hpp"
+
+namespace stateroom::test {
+namespace {
+
+using namespace std::chrono_literals;
+namespace asio = boost::asio;
+using asio::ip::tcp;
+
+/// Writes `bytes` on a fresh connection and reads until the server closes it (or `timeout`).
+/// Returns what came back, and whether the server closed.
+std::pair<std::string, bool> exchange(std::uint16_t port, const std::string& bytes, std::chrono::milliseconds timeout = 5s) {
+  asio::io_context ioc;
+  tcp::socket socket(ioc);
+  socket.connect({asio::ip::make_address("127.0.0.1"), port});
+  asio::write(socket, asio::buffer(bytes));
+  std::string received;
+  std::array<char, 4096> chunk;
+  bool closed = false;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  socket.non_blocking(true);
+  while (std::chrono::steady_clock::now() < deadline) {
+    boost::system::error_code ec;
+    const std::size_t n = socket.read_some(asio::buffer(chunk), ec);
+    if (ec == asio::error::would_block) {
+      socket.wait(tcp::socket::wait_read, ec);
+      continue;
+    }
+    if (ec) {
+      closed = true;
+      break;
+    }
+    received.append(chunk.data(), n);
+  }
+  return {received, closed};
+}
+
+std::size_t occurrences(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+TEST(Requests, AnOversizedRequestIsAnswered413OnceAndClosed) {
+  auto log = std::make_shared<EventLog>();
+  TestServer server(probe_factory(log));
+  const std::string request = "GET /" + std::string(20000, 'a') + " HTTP/1.1\r\nHost: x\r\n\r\n";
+  const auto [answer, closed] = exchange(server.port(), request);
+  EXPECT_TRUE(answer.starts_with("HTTP/1.1 413")) << answer.substr(0, 80);
+  EXPECT_EQ(occurrences(answer, "HTTP/1.1 413"), 1u) << "answered once";
+  EXPECT_TRUE(closed);
+}
+
+TEST(Requests, BytesThatAreNotHttpAreAnswered400AndClosed) {
+  auto log = std::make_shared<EventLog>();
+  TestServer server(probe_factory(log));
+  const auto [answer, closed] = exchange(server.port(), std::string("\x16\x03\x01\x02\x00 not http at all\r\n\r\n", 27));
+  EXPECT_TRUE(answer.starts_with("HTTP/1.1 400")) << answer.substr(0, 80);
+  EXPECT_EQ(occurrences(answer, "HTTP/1.1 400"), 1u);
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(http_request(server.port(), "/status").body, "ok") << "the server goes on";
+}
+
+TEST(Addresses, HostColonColonServesIpv6Loopback) {
+  auto log = std::make_shared<EventLog>();
+  Server server(probe_factory(log), {.host = "::", .port = 0, .threads = 1});
+  ASSERT_TRUE(server.start().ok());
+  std::string error;
+  auto c = WsClient::connect(server.port(), "/ws/six", 5s, 0, "::1", &error);
+  ASSERT_TRUE(c) << "no connection over [::1]: " << error;
+  EXPECT_TRUE(c->read_until("you are 1"));
+  c->close();
+  server.stop();
+}
+
+/// Notes the thread each handler of each room runs on.
+struct ThreadNoting : Service {
+  static inline std::mutex mutex;
+  static inline std::map<std::string, std::set<std::thread::id>> threads;
+  ThreadNoting(std::string_view room, Context&) : room(room) {}
+  void note() {
+    std::lock_guard lock(mutex);
+    threads[room].insert(std::this_thread::get_id());
+  }
+  void init(Context&) override { note(); }
+  void connect(ClientId, Context&) override { note(); }
+  void message(ClientId sender, const MessagePayload& payload, Context& ctx) override {
+    note();
+    ctx.send(sender, payload);
+  }
+  void disconnect(ClientId, Context&) override { note(); }
+  std::string room;
+};
+
+// README: "A room's handlers run on one worker thread (the room's id picks it); the connection is
+// moved to that thread after the upgrade, so a room's traffic never crosses threads."
+TEST(Threads, EveryHandlerOfARoomRunsOnItsOneThread) {
+  ThreadNoting::threads.clear();
+  {
+    TestServer server(make_factory<ThreadNoting>(), {.threads = 4});
+    std::vector<std::unique_ptr<WsClient>> clients;
+    for (int room = 0; room < 8; ++room)
+      for (int i = 0; i < 4; ++i) {
+        clients.push_back(WsClient::connect(server.port(), "/ws/r" + std::to_string(room)));
+        ASSERT_TRUE(clients.back());
+      }
+    for (auto& c : clients) c->send_text("hello");
+    for (auto& c : clients) ASSERT_TRUE(c->read_until("hello"));
+    for (auto& c : clients) c->close();
+  }
+  std::lock_guard lock(ThreadNoting::mutex);
+  ASSERT_EQ(ThreadNoting::threads.size(), 8u);
+  std::set<std::thread::id> used;
+  for (const auto& [room, ids] : ThreadNoting::threads) {
+    EXPECT_EQ(ids.size(), 1u) << "room " << room << " ran on " << ids.size() << " threads";
+    used.insert(ids.begin(), ids.end());
+  }
+  EXPECT_GE(used.size(), 2u) << "8 rooms on 4 workers all landed on one";
+}
+
+// README: "--close-timeout: how long a close handshake may take before the connection is dropped".
+TEST(Closing, AClientThatNeverAnswersTheCloseIsDroppedAfterTheCloseTimeout) {
+  auto log = std::make_shared<EventLog>();
+  ServerOptions options;
+  options.close_timeout = 300ms;
+  auto server = std::make_unique<TestServer>(probe_factory(log), options);
+  // A raw upgrade: this client reads the server's close frame but never answers it.
+  const std::string upgrade =
+      "GET /ws/mute HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+  asio::io_context ioc;
+  tcp::socket socket(ioc);
+  socket.connect({asio::ip::make_address("127.0.0.1"), server->port()});
+  asio::write(socket, asio::buffer(upgrade));
+  std::string received;
+  std::array<char, 4096> chunk;
+  boost::system::error_code ec;
+  while (!ec && received.find("you are 1") == std::string::npos) {  // the 101, then the room's greeting
+    const std::size_t n = socket.read_some(asio::buffer(chunk), ec);
+    received.append(chunk.data(), n);
+  }
+  ASSERT_FALSE(ec) << ec.message();
+  std::thread stopper([&] { server.reset(); });  // closes every client with 1001
+  const auto start = std::chrono::steady_clock::now();
+  while (!ec) {
+    const std::size_t n = socket.read_some(asio::buffer(chunk), ec);
+    received.append(chunk.data(), n);
+  }
+  const auto waited = std::chrono::steady_clock::now() - start;
+  stopper.join();
+  EXPECT_NE(received.find("HTTP/1.1 101"), std::string::npos);
+  EXPECT_NE(received.find("\x03\xe9server shutting down"), std::string::npos) << "a close frame with 1001";
+  EXPECT_EQ(ec, asio::error::eof) << ec.message();
+  EXPECT_LT(waited, 3s) << "dropped long after the close timeout";
+}
+
+}  // namespace
+}  // namespace stateroom::test

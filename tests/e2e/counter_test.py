@@ -11,12 +11,24 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 
 import websockets
 
 TIMEOUT = 5
+
+
+def check(condition, message):
+    """An assertion that also holds under `python -O`, with what went wrong."""
+    if not condition:
+        raise AssertionError(message)
+
+
+async def expect(ws, text):
+    got = await recv(ws)
+    check(got == text, f"expected {text!r}, got {got!r}")
 
 
 async def recv(ws):
@@ -26,21 +38,21 @@ async def recv(ws):
 async def test_quick_start(base):
     async with websockets.connect(f"{base}/ws") as a, websockets.connect(f"{base}/ws") as b:
         await a.send("increment")
-        assert await recv(a) == "new value: 1"
-        assert await recv(b) == "new value: 1"
+        await expect(a, "new value: 1")
+        await expect(b, "new value: 1")
         await b.send("decrement")
-        assert await recv(a) == "new value: 0"
-        assert await recv(b) == "new value: 0"
+        await expect(a, "new value: 0")
+        await expect(b, "new value: 0")
 
 
 async def test_rooms_are_separate_counters(base):
     async with websockets.connect(f"{base}/ws/a") as a, websockets.connect(f"{base}/ws/b") as b:
         await a.send("increment")
         await a.send("increment")
-        assert await recv(a) == "new value: 1"
-        assert await recv(a) == "new value: 2"
+        await expect(a, "new value: 1")
+        await expect(a, "new value: 2")
         await b.send("increment")
-        assert await recv(b) == "new value: 1"
+        await expect(b, "new value: 1")
 
 
 async def test_other_messages_are_ignored(base):
@@ -48,30 +60,32 @@ async def test_other_messages_are_ignored(base):
         await a.send("hello")
         await a.send(b"increment")  # binary: not the text command
         await a.send("increment")
-        assert await recv(a) == "new value: 1"
+        await expect(a, "new value: 1")
 
 
 async def test_status_and_bad_room(base, port):
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=TIMEOUT) as r:
-        assert r.status == 200 and r.read() == b"ok"
+        body = r.read()
+        check(r.status == 200 and body == b"ok", f"/status answered {r.status} {body!r}")
     try:
         async with websockets.connect(f"{base}/ws/%zz"):
             raise AssertionError("a malformed room id was accepted")
     except websockets.exceptions.InvalidStatus as e:
-        assert e.response.status_code == 400, e.response.status_code
+        check(e.response.status_code == 400, f"a malformed room id got {e.response.status_code}, not 400")
 
 
 async def test_graceful_shutdown(base, server):
     async with websockets.connect(f"{base}/ws/bye") as a:
         await a.send("increment")
-        assert await recv(a) == "new value: 1"
+        await expect(a, "new value: 1")
         server.send_signal(signal.SIGTERM)
         try:
             await recv(a)
             raise AssertionError("no close after SIGTERM")
         except websockets.exceptions.ConnectionClosed as e:
-            assert e.rcvd is not None and e.rcvd.code == 1001, e
-    assert server.wait(timeout=15) == 0
+            check(e.rcvd is not None and e.rcvd.code == 1001, f"closed with {e!r}, not 1001")
+    code = server.wait(timeout=15)
+    check(code == 0, f"the server exited with {code}, not 0")
 
 
 def main():
@@ -87,6 +101,9 @@ def main():
     if port is None:
         print("the server did not start")
         return 1
+    # Keep reading what the server prints, so that a chatty server never blocks on a full pipe.
+    output = []
+    threading.Thread(target=lambda: output.extend(server.stdout), daemon=True).start()
     base = f"ws://127.0.0.1:{port}"
     tests = [
         ("quick start", test_quick_start(base)),
@@ -109,6 +126,8 @@ def main():
         if server.poll() is None:
             server.kill()
             server.wait()
+    if failed:
+        print("server output:\n" + "".join(output[-50:]))
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
 

@@ -396,8 +396,12 @@ TEST(WasmServe, StoppingTheServerWhileAGuestIsPausedIsClean) {
   auto hog = connect(*server, "/ws/hog");
   ASSERT_TRUE(hog);
   expect_echo(*hog, "up");
+  const long before = epoch_clock_wakeups();
   hog->send_text("!L");
-  std::this_thread::sleep_for(100ms);
+  // The guest is under way (and paused at its ticks) once the epoch clock has ticked for it.
+  const auto give_up = std::chrono::steady_clock::now() + 5s;
+  while (epoch_clock_wakeups() - before < 10 && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
+  ASSERT_GE(epoch_clock_wakeups() - before, 10) << "the guest never ran";
   const auto start = std::chrono::steady_clock::now();
   std::thread stopper([&] { server.reset(); });  // the paused call is dropped with its instance
   EXPECT_EQ(hog->read_until_closed(5s), 1001);   // while the client answers the close handshake

@@ -15,6 +15,7 @@
 #include "load/load_command.hpp"
 #include "options.hpp"
 #include "project.hpp"
+#include "server/stop_signals.hpp"
 #include "stateroom/server.hpp"
 #include "stateroom/wasm.hpp"
 #include "templates.hpp"
@@ -119,6 +120,7 @@ void check_message_fits(const ServerOptions& options, const wasm::Limits& limits
 }
 
 int serve(Args& a) {
+  server::StopSignals signals;  // first: the runtime's threads (made below) must not take them
   check_message_fits(a.options, a.limits);
   auto engine = make_engine(a.limits);  // the limits are checked before the module is looked for
   fs::path module = a.module;
@@ -146,51 +148,6 @@ int serve(Args& a) {
 // --- dev ----------------------------------------------------------------------------------------------
 
 /// SIGINT / SIGTERM, taken by a thread of their own so the main loop can wait with a timeout.
-class StopSignal {
- public:
-  StopSignal() {
-    sigemptyset(&signals_);
-    sigaddset(&signals_, SIGINT);
-    sigaddset(&signals_, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &signals_, nullptr);  // before any other thread starts: they inherit it
-    waiter_ = std::thread([this] {
-      int received = 0;
-      sigwait(&signals_, &received);
-      {
-        std::lock_guard lock(mutex_);
-        if (!leaving_) spdlog::info("received {}", received == SIGINT ? "SIGINT" : "SIGTERM");
-        stopped_ = true;
-      }
-      wake_.notify_all();
-    });
-  }
-  ~StopSignal() {
-    {
-      std::lock_guard lock(mutex_);
-      leaving_ = true;  // the signal below only ends the waiter: it is not the user's
-    }
-    if (!stopped()) pthread_kill(waiter_.native_handle(), SIGTERM);
-    waiter_.join();
-  }
-  /// Waits up to `timeout`; true once a signal came.
-  bool wait_for(std::chrono::milliseconds timeout) {
-    std::unique_lock lock(mutex_);
-    return wake_.wait_for(lock, timeout, [this] { return stopped_; });
-  }
-  bool stopped() {
-    std::lock_guard lock(mutex_);
-    return stopped_;
-  }
-
- private:
-  sigset_t signals_;
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  bool stopped_ = false;
-  bool leaving_ = false;
-  std::thread waiter_;
-};
-
 std::string seconds(std::chrono::milliseconds d) {
   return fmt::format("{:.1f} s", static_cast<double>(d.count()) / 1000);
 }
@@ -239,7 +196,7 @@ std::string list_changes(const std::map<fs::path, cli::FileStamp>& before,
 }
 
 int dev(const cli::Project& project, Args& a) {
-  StopSignal stop;
+  server::StopSignals stop;
   const auto sdk = cli::GuestSdk::locate();
   if (a.dev_port >= 0) a.options.port = static_cast<std::uint16_t>(a.dev_port);
   if (a.options.static_dir.empty() && project.static_dir) a.options.static_dir = project.static_dir->string();

@@ -4,17 +4,17 @@
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <condition_variable>
-#include <cstdlib>
 #include <algorithm>
+#include <cstdlib>
 #include <functional>
 #include <mutex>
 
 #include "http_session.hpp"
 #include "room.hpp"
 #include "routes.hpp"
+#include "stop_signals.hpp"
 #include "worker.hpp"
 
 namespace stateroom {
@@ -313,33 +313,14 @@ void Server::wait() {
 }
 
 int serve(std::shared_ptr<ServiceFactory> factory, ServerOptions options) {
-  // Signals are taken synchronously here, so no worker thread ever handles one: they are blocked
-  // before the workers start (which inherit the mask), and the caller's mask comes back at the end,
-  // with a signal that came during the shutdown taken rather than left to kill the process.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  sigset_t caller_mask;
-  pthread_sigmask(SIG_BLOCK, &signals, &caller_mask);
-  struct RestoreMask {
-    const sigset_t& signals;
-    const sigset_t& mask;
-    ~RestoreMask() {
-      const timespec now{0, 0};
-      while (sigtimedwait(&signals, nullptr, &now) > 0) {
-      }
-      pthread_sigmask(SIG_SETMASK, &mask, nullptr);
-    }
-  } restore{signals, caller_mask};
+  server::StopSignals signals;  // before the workers start: they inherit the blocked signals
+  // (call serve from main before starting threads of your own, or block SIGINT and SIGTERM in them)
   Server server(std::move(factory), std::move(options));
   if (auto status = server.start(); !status) {
     spdlog::error("{}", status.message());
     return 1;
   }
-  int received = 0;
-  sigwait(&signals, &received);
-  spdlog::info("received {}", received == SIGINT ? "SIGINT" : "SIGTERM");
+  signals.wait();
   server.stop();
   return 0;
 }

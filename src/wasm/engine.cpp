@@ -1,5 +1,6 @@
 #include <linux/membarrier.h>
 #include <pthread.h>
+#include <csignal>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -64,6 +65,10 @@ Engine::Impl::~Impl() {
 
 void Engine::Impl::tick_epochs() {
   pthread_setname_np(pthread_self(), "stateroom-epoch");
+  // A helper thread never takes the process's signals (a SIGTERM here would kill the server).
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, nullptr);
   std::unique_lock lock(mutex_);
   auto next = std::chrono::steady_clock::now() + tick;
   for (;;) {

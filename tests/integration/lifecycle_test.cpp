@@ -218,6 +218,7 @@ struct Stopper : Service {
 };
 
 TEST(Shutdown, AServiceCanStopTheServerFromItsHandler) {
+  Stopper::disconnects = 0;
   Server server(make_factory<Stopper>(), {.port = 0, .threads = 2});
   ASSERT_TRUE(server.start().ok());
   Stopper::server = &server;

@@ -31,9 +31,6 @@ namespace stateroom::wasm::detail {
 
 namespace {
 
-constexpr std::size_t max_output_line = 4096;
-/// Lines of a room's guest output the log takes per second; the rest are counted, not written.
-constexpr std::uint64_t max_output_lines = 100;
 
 std::uint32_t u32(const wasmtime_val_t& v) noexcept { return static_cast<std::uint32_t>(v.of.i32); }
 std::uint32_t u32(const wasmtime_val_raw_t& v) noexcept { return static_cast<std::uint32_t>(v.i32); }
@@ -99,7 +96,7 @@ ModuleHandle compile_batcher(wasm_engine_t* engine) {
 }
 
 GuestService::GuestService(std::shared_ptr<const Module::Impl> module, std::string room_id)
-    : module_(std::move(module)), room_id_(std::move(room_id)) {}
+    : module_(std::move(module)), room_id_(std::move(room_id)), output_(room_id_) {}
 
 GuestService::~GuestService() {
   // Deleting an unfinished call unwinds the guest's stack first.
@@ -114,7 +111,7 @@ GuestService::~GuestService() {
 #endif
   if (call_trap_) wasm_trap_delete(call_trap_);
   if (call_error_) wasmtime_error_delete(call_error_);
-  flush_output();
+  output_.flush();
   store_.reset();
   if (holds_slot_) module_->runtime().release_instance();
 }
@@ -136,8 +133,8 @@ std::optional<std::string> GuestService::start() {
 
   // WASI: output goes to the log, clocks and random work, and there is nothing else to reach.
   wasi_config_t* wasi = wasi_config_new();
-  wasi_config_set_stdout_custom(wasi, on_stdout, this, nullptr);
-  wasi_config_set_stderr_custom(wasi, on_stderr, this, nullptr);
+  wasi_config_set_stdout_custom(wasi, GuestOutput::on_stdout, &output_, nullptr);
+  wasi_config_set_stderr_custom(wasi, GuestOutput::on_stderr, &output_, nullptr);
   if (wasmtime_error_t* error = wasmtime_context_set_wasi(context_, wasi))
     return "setting up WASI failed: " + take_message(error);
 
@@ -383,7 +380,7 @@ void GuestService::resume(Context& ctx) {
   ctx_ = &ctx;
   advance();
   ctx_ = nullptr;
-  if (dropped_lines_ && !pending()) report_dropped_output();  // once per event, when it ends
+  if (output_.dropped() && !pending()) output_.report_dropped();  // once per event, when it ends
 }
 
 void GuestService::start_slice() noexcept {
@@ -518,7 +515,7 @@ bool GuestService::finish_call() {
 
 void GuestService::fail(std::string reason) {
   failed_ = true;
-  flush_output();
+  output_.flush();
   failure_ = std::move(reason);
   if (ctx_) ctx_->fail(failure_);
 }
@@ -686,66 +683,6 @@ wasmtime_error_t* GuestService::on_deadline(wasmtime_context_t*, void* data, std
   *delta = 1;
   *kind = self.synchronous_ ? WASMTIME_UPDATE_DEADLINE_CONTINUE : WASMTIME_UPDATE_DEADLINE_YIELD;
   return nullptr;
-}
-
-std::ptrdiff_t GuestService::on_stdout(void* data, const unsigned char* bytes, std::size_t len) noexcept {
-  auto& self = *static_cast<GuestService*>(data);
-  try {
-    self.log_output(self.stdout_line_, bytes, len, false);
-  } catch (...) {
-    self.stdout_line_.clear();  // the output is lost, not the room
-  }
-  return static_cast<std::ptrdiff_t>(len);
-}
-
-std::ptrdiff_t GuestService::on_stderr(void* data, const unsigned char* bytes, std::size_t len) noexcept {
-  auto& self = *static_cast<GuestService*>(data);
-  try {
-    self.log_output(self.stderr_line_, bytes, len, true);
-  } catch (...) {
-    self.stderr_line_.clear();
-  }
-  return static_cast<std::ptrdiff_t>(len);
-}
-
-void GuestService::log_output(std::string& line, const unsigned char* data, std::size_t len, bool error) {
-  auto emit = [&] {
-    // At most max_output_lines per second reach the log; the rest are counted and reported.
-    const auto now = Clock::now();
-    if (now - output_window_ >= std::chrono::seconds(1)) {
-      output_window_ = now;
-      output_lines_ = 0;
-    }
-    if (output_lines_ < max_output_lines) {
-      ++output_lines_;
-      spdlog::log(error ? spdlog::level::warn : spdlog::level::info, "room '{}' {}: {}", room_id_,
-                  error ? "stderr" : "stdout", line);
-    } else {
-      ++dropped_lines_;
-    }
-    line.clear();
-  };
-  for (std::size_t i = 0; i < len; ++i) {
-    if (data[i] == '\n') {
-      emit();
-    } else {
-      line.push_back(static_cast<char>(data[i]));
-      if (line.size() >= max_output_line) emit();
-    }
-  }
-}
-
-void GuestService::report_dropped_output() {
-  if (dropped_lines_ == 0) return;
-  spdlog::warn("room '{}': {} lines of guest output dropped (more than {} lines a second)", room_id_, dropped_lines_,
-               max_output_lines);
-  dropped_lines_ = 0;
-}
-
-void GuestService::flush_output() {
-  if (!stdout_line_.empty()) log_output(stdout_line_, reinterpret_cast<const unsigned char*>("\n"), 1, false);
-  if (!stderr_line_.empty()) log_output(stderr_line_, reinterpret_cast<const unsigned char*>("\n"), 1, true);
-  report_dropped_output();
 }
 
 }  // namespace stateroom::wasm::detail

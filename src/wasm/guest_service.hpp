@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 
+#include "guest_output.hpp"
 #include "module_impl.hpp"
 #include "stateroom/codec.hpp"
 #include "stateroom/hosted_service.hpp"
@@ -101,15 +102,10 @@ class GuestService final : public HostedService {
   wasm_trap_t* guest_fault(std::string reason);
   static wasmtime_error_t* on_deadline(wasmtime_context_t*, void* self, std::uint64_t* delta,
                                        wasmtime_update_deadline_kind_t* kind) noexcept;
-  static std::ptrdiff_t on_stdout(void* self, const unsigned char* data, std::size_t len) noexcept;
-  static std::ptrdiff_t on_stderr(void* self, const unsigned char* data, std::size_t len) noexcept;
-  void log_output(std::string& pending, const unsigned char* data, std::size_t len, bool error);
-  void flush_output();
-  /// Logs how many lines of output the rate limit dropped, if any, and starts counting anew.
-  void report_dropped_output();
 
   std::shared_ptr<const Module::Impl> module_;
   const std::string room_id_;
+  GuestOutput output_;  ///< the guest's stdout and stderr, to the log
   bool holds_slot_ = false;
   StoreHandle store_;
   wasmtime_context_t* context_ = nullptr;
@@ -163,10 +159,7 @@ class GuestService final : public HostedService {
   Clock::time_point slice_start_{};  ///< the slice's start; zero while a call's first slice runs
   bool call_polled_ = false;          ///< the call in flight was polled before (it paused)
   bool v1_timer_cancelled_ = false;
-  std::string stdout_line_, stderr_line_;
-  Clock::time_point output_window_{};  ///< the second the output rate limit counts in
-  std::uint64_t output_lines_ = 0;     ///< lines logged in it
-  std::uint64_t dropped_lines_ = 0;    ///< lines dropped since last reported
+
 };
 
 }  // namespace stateroom::wasm::detail

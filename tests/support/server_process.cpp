@@ -1,15 +1,13 @@
 #include "server_process.hpp"
 
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <regex>
 #include <stdexcept>
 
-extern char** environ;
+#include "process.hpp"  // src/cli: spawning with the output in a pipe
 
 namespace stateroom::test {
 
@@ -18,24 +16,10 @@ ServerProcess::ServerProcess(std::vector<std::string> argv, bool add_listen_flag
   if (add_listen_flags) {
     for (const char* flag : {"--port", "0", "--host", "127.0.0.1"}) argv.emplace_back(flag);
   }
-  int pipe_fds[2];
-  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], 1);
-  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], 2);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  std::vector<char*> args;
-  for (auto& a : argv) args.push_back(a.data());
-  args.push_back(nullptr);
-  const int rc = posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  ::close(pipe_fds[1]);
-  if (rc != 0) {
-    ::close(pipe_fds[0]);
-    throw std::runtime_error("cannot start " + argv[0]);
-  }
-  out_fd_ = pipe_fds[0];
+  const cli::SpawnedProcess child = cli::spawn_with_output(argv);
+  if (child.pid < 0) throw std::runtime_error(child.error);
+  pid_ = child.pid;
+  out_fd_ = child.output_fd;
   reader_ = std::thread([this] {
     char buf[4096];
     for (;;) {

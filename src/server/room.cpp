@@ -200,7 +200,12 @@ bool Room::enqueue_message(ClientId sender, const MessagePayload& payload, Clien
 }
 
 bool Room::messages(ClientId sender, std::span<const MessagePayload> payloads, Client& from) {
-  if (payloads.size() == 1) return message(sender, payloads[0], from);
+  if (!hosted_ || payloads.size() == 1) {
+    // A plain service takes them as they come, one `message` each.
+    bool reading = true;
+    for (const MessagePayload& payload : payloads) reading = message(sender, payload, from) && reading;
+    return reading;
+  }
   if (!alive()) return true;
   std::size_t taken = 0;
   bool ready = false;
@@ -208,15 +213,7 @@ bool Room::messages(ClientId sender, std::span<const MessagePayload> payloads, C
   if (now) {
     running_ = true;
     try {
-      if (hosted_) {
-        taken = std::min(hosted().messages(sender, payloads, *this), payloads.size());
-      } else {
-        for (const MessagePayload& payload : payloads) {
-          service_->message(sender, payload, *this);
-          ++taken;
-          if (failure_) break;
-        }
-      }
+      taken = std::min(hosted().messages(sender, payloads, *this), payloads.size());
     } catch (const std::exception& e) {
       fail(std::string("message threw: ") + e.what());
     } catch (...) {

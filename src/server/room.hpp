@@ -64,8 +64,9 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   /// over its bound (ServerOptions::max_room_queue_bytes): `from` should stop reading until the
   /// room calls its `resume_reading`.
   bool message(ClientId sender, const MessagePayload& payload, Client& from);
-  /// Delivers messages from `sender` that arrived together, as `message` does each of them; a
-  /// HostedService takes them in one call (HostedService::messages) when the room is idle.
+  /// Delivers messages from `sender` that arrived together: to a plain service as `message` does
+  /// each of them; a HostedService takes them in one call (HostedService::messages) when the room
+  /// is idle, and what it does not take waits in the queue.
   bool messages(ClientId sender, std::span<const MessagePayload> payloads, Client& from);
   /// For tests: the next client id this room hands out (ids are never reused).
   void skip_client_ids_to(std::uint32_t next) noexcept { next_client_ = next; }

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """End-to-end test of the counter with an independent client: Python `websockets`.
 
-Usage: counter_test.py PATH/TO/counter-native
-       counter_test.py PATH/TO/stateroom serve PATH/TO/counter.wasm
+Usage: counter_test.py [--expect-startup TEXT] PATH/TO/counter-native
+       counter_test.py [--expect-startup TEXT] PATH/TO/stateroom serve PATH/TO/counter.wasm
 Starts the server on a free port, runs the seed's quick start as a user would, then stops the
-server with SIGTERM and checks the graceful shutdown. Exits non-zero on any failure.
+server with SIGTERM and checks the graceful shutdown. With --expect-startup, what the server
+prints before it listens must contain TEXT (e.g. the interface it loaded a module with: run it with
+--log-level debug). Exits non-zero on any failure.
 """
 import asyncio
 import re
@@ -88,24 +90,39 @@ async def test_graceful_shutdown(base, server):
     check(code == 0, f"the server exited with {code}, not 0")
 
 
+async def test_startup_output(startup, expected):
+    check(expected in startup, f"the server's start-up output lacks {expected!r}:\n{startup}")
+
+
 def main():
     command = sys.argv[1:]  # the server's command line: counter-native, or stateroom serve counter.wasm
+    expect_startup = None
+    if command[:1] == ["--expect-startup"]:
+        if len(command) < 3:
+            print(__doc__)
+            return 2
+        expect_startup, command = command[1], command[2:]
     server = subprocess.Popen(command + ["--port", "0", "--host", "127.0.0.1"], stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
     port = None
+    startup = []  # what the server printed up to its "listening on" line
     for line in server.stdout:
+        startup.append(line)
         m = re.search(r"listening on \S+:(\d+)", line)
         if m:
             port = int(m.group(1))
             break
     if port is None:
-        print("the server did not start")
+        print("the server did not start:\n" + "".join(startup[-50:]))
         return 1
     # Keep reading what the server prints, so that a chatty server never blocks on a full pipe.
     output = []
     threading.Thread(target=lambda: output.extend(server.stdout), daemon=True).start()
     base = f"ws://127.0.0.1:{port}"
-    tests = [
+    tests = []
+    if expect_startup is not None:
+        tests.append(("start-up output", test_startup_output("".join(startup), expect_startup)))
+    tests += [
         ("quick start", test_quick_start(base)),
         ("rooms are separate counters", test_rooms_are_separate_counters(base)),
         ("other messages are ignored", test_other_messages_are_ignored(base)),

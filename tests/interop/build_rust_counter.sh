@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Usage: build_rust_counter.sh OUT.wasm
+# Usage: build_rust_counter.sh CRATE_DIR OUT.wasm
 #
-# Builds tests/interop/rust-counter (the counter written with the Rust SDK stateroom-wasm 0.4 from
-# crates.io) for wasm32-wasip1 and copies the module to OUT.wasm.
+# Builds the cdylib crate in CRATE_DIR for wasm32-wasip1 and copies the module to OUT.wasm. The
+# crate is a counter written with the Rust SDK from crates.io: tests/interop/rust-counter
+# (stateroom-wasm 0.4, interface v2). Each crate's own settings are in its Cargo.toml and
+# .cargo/config.toml; its dependencies are the ones of its Cargo.lock (--locked).
 #
 # Toolchain: Debian's rustc-web + cargo-web + rust-web-src (bookworm-security, 1.96) from apt. They
 # ship no wasm32 standard library, so std is rebuilt from rust-web-src with -Zbuild-std
@@ -11,7 +13,8 @@
 # adding one would fetch it from static.rust-lang.org.
 #
 # Cargo's target directory is a cache outside the build tree, shared by every build directory and
-# clone on the machine, so every build after the first is a no-op:
+# clone on the machine (and by every crate: each has its own artifacts in it, std is rebuilt once),
+# so every build after the first is a no-op:
 #   ${STATEROOM_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/stateroom}/rust-guest-target
 #
 # Overrides (for testing the script itself): STATEROOM_RUST_WEB_BINDIR (default /usr/bin: where
@@ -19,12 +22,17 @@
 # STATEROOM_WASI_LIBC_DIR (default /usr/lib/wasm32-wasi).
 set -euo pipefail
 
-if [ $# -ne 1 ]; then
-  echo "usage: $0 OUT.wasm" >&2
+if [ $# -ne 2 ]; then
+  echo "usage: $0 CRATE_DIR OUT.wasm" >&2
   exit 2
 fi
-out=$1
-crate_dir=$(cd "$(dirname "$0")/rust-counter" && pwd)
+[ -f "$1/Cargo.toml" ] || { echo "error: $1 is not a crate directory (no Cargo.toml)" >&2; exit 2; }
+crate_dir=$(cd "$1" && pwd)
+out=$2
+# The module is named after the package (the first `name =` of Cargo.toml, in [package]), with `-`
+# made `_`, as cargo names a cdylib.
+package=$(sed -n 's/^name *= *"\([^"]*\)".*/\1/p' "$crate_dir/Cargo.toml" | head -n 1)
+[ -n "$package" ] || { echo "error: no package name in $crate_dir/Cargo.toml" >&2; exit 2; }
 
 bindir=${STATEROOM_RUST_WEB_BINDIR:-/usr/bin}
 cargo=$bindir/cargo
@@ -55,13 +63,13 @@ export PATH="$bindir:$PATH"  # anything that runs plain `cargo` or `rustc` gets 
 export RUSTC="$rustc" CARGO="$cargo" CARGO_TARGET_DIR="$target_dir"
 export RUSTC_BOOTSTRAP=1  # -Zbuild-std on a stable toolchain
 
-echo "building the Rust counter with $("$cargo" -V) and $("$rustc" -V) (target dir $target_dir)"
+echo "building $package ($crate_dir) with $("$cargo" -V) and $("$rustc" -V) (target dir $target_dir)"
 start=$(date +%s)
 cd "$crate_dir"  # cargo reads .cargo/config.toml from the working directory
 "$cargo" build --release --locked --target wasm32-wasip1 -Zbuild-std=std,panic_abort \
   --config "target.wasm32-wasip1.linker=\"$wasm_ld\"" \
   --config "target.wasm32-wasip1.rustflags=[\"-L\", \"native=$wasi_libc\"]"
-built=$target_dir/wasm32-wasip1/release/rust_counter.wasm
+built=$target_dir/wasm32-wasip1/release/${package//-/_}.wasm
 mkdir -p "$(dirname "$out")"
 cp "$built" "$out"
 echo "built $out ($(stat -c %s "$out") bytes) in $(($(date +%s) - start)) s"

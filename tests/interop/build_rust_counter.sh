@@ -2,9 +2,10 @@
 # Usage: build_rust_counter.sh CRATE_DIR OUT.wasm
 #
 # Builds the cdylib crate in CRATE_DIR for wasm32-wasip1 and copies the module to OUT.wasm. The
-# crate is a counter written with the Rust SDK from crates.io: tests/interop/rust-counter
-# (stateroom-wasm 0.4, interface v2). Each crate's own settings are in its Cargo.toml and
-# .cargo/config.toml; its dependencies are the ones of its Cargo.lock (--locked).
+# crates are the counters written with the Rust SDK from crates.io: tests/interop/rust-counter
+# (stateroom-wasm 0.4, interface v2) and tests/interop/rust-counter-v1 (stateroom-wasm 0.2, the
+# legacy interface v1). Each crate's own settings are in its Cargo.toml and .cargo/config.toml; its
+# dependencies are the ones of its Cargo.lock (--locked).
 #
 # Toolchain: Debian's rustc-web + cargo-web + rust-web-src (bookworm-security, 1.96) from apt. They
 # ship no wasm32 standard library, so std is rebuilt from rust-web-src with -Zbuild-std

@@ -2,7 +2,7 @@
 # Usage: rust_counter_test.sh PYTHON STATEROOM CRATE_DIR OUT.wasm INTERFACE
 #
 # Interop with the Rust SDK: builds a counter crate written against the real crates.io crate
-# stateroom-wasm (rust-counter/: 0.4) to OUT.wasm with build_rust_counter.sh,
+# stateroom-wasm (rust-counter/: 0.4, rust-counter-v1/: 0.2) to OUT.wasm with build_rust_counter.sh,
 # then runs the end-to-end counter test (tests/e2e/counter_test.py, the one the C++ counter passes)
 # against `STATEROOM serve OUT.wasm`. INTERFACE (v2 or v1) is the module interface the server must
 # report when it loads the module (its debug log line "loaded (module interface v1)"), so that the

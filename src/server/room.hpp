@@ -70,6 +70,8 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   bool messages(ClientId sender, std::span<const MessagePayload> payloads, Client& from);
   /// For tests: the next client id this room hands out (ids are never reused).
   void skip_client_ids_to(std::uint32_t next) noexcept { next_client_ = next; }
+  /// Clients that are members now.
+  std::size_t client_count() const noexcept { return members_.size(); }
   /// Server shutdown: every client gets its `disconnect` (unless the service is paused) and a 1001
   /// close; the service is destroyed.
   void shut_down();

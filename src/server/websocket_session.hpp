@@ -9,12 +9,12 @@
 
 #include "client.hpp"
 #include "output_queue.hpp"
+#include "worker.hpp"
 #include "protocol/parser.hpp"
 #include "stateroom/client_id.hpp"
 
 namespace stateroom::server {
 
-struct Worker;
 class Room;
 
 /// One client: frames come in through the I/O-free parser and go to the room; the room's sends are
@@ -23,13 +23,21 @@ class Room;
 /// connection holds none); a message that arrives whole is handed to the room in place. Pings a
 /// silent client and closes one that stays silent; stops reading while its room's inbound queue
 /// is over its bound; closes a client whose writes make no progress. All on the room's worker.
-class WebSocketSession final : public Client, public std::enable_shared_from_this<WebSocketSession> {
+///
+/// `Socket` is a TCP socket in the server. It is a parameter so that tests can drive a session
+/// over a socket of their own that fails at any step (tests/support/fault_socket.hpp); it needs
+/// what a non-blocking reactor-style stream socket has: non_blocking, read_some and write_some
+/// with an error_code, async_wait, shutdown, close and remote_endpoint.
+template <class Socket>
+class BasicWebSocketSession final : public Client,
+                                    public Corked,
+                                    public std::enable_shared_from_this<BasicWebSocketSession<Socket>> {
  public:
   /// `accept_key` is the Sec-WebSocket-Accept of the client's handshake, already validated.
-  WebSocketSession(Worker& worker, boost::asio::ip::tcp::socket socket, std::string accept_key, std::string room_id);
-  ~WebSocketSession();
-  WebSocketSession(const WebSocketSession&) = delete;
-  WebSocketSession& operator=(const WebSocketSession&) = delete;
+  BasicWebSocketSession(Worker& worker, Socket socket, std::string accept_key, std::string room_id);
+  ~BasicWebSocketSession();
+  BasicWebSocketSession(const BasicWebSocketSession&) = delete;
+  BasicWebSocketSession& operator=(const BasicWebSocketSession&) = delete;
 
   /// Answers the handshake (the 101 leaves with the first messages) and joins the room.
   void start();
@@ -41,7 +49,7 @@ class WebSocketSession final : public Client, public std::enable_shared_from_thi
 
   /// Writes what is queued, as far as the socket takes it now. Called by the worker once per pass
   /// for every session that queued something (Worker::cork).
-  void flush();
+  void flush() override;
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -53,6 +61,7 @@ class WebSocketSession final : public Client, public std::enable_shared_from_thi
   void on_bytes(std::span<std::uint8_t> data);
   void on_peer_close(std::uint16_t code, std::string_view reason);
   void on_peer_gone(std::string_view how);
+  void on_wait_failed(boost::system::error_code ec);
   /// Fails the connection (a protocol error, a message too big): close frame, then a lingering
   /// close that reads and discards for a bounded time so the close frame is not lost to a reset.
   void fail_connection(protocol::CloseCode code, std::string_view reason);
@@ -69,7 +78,7 @@ class WebSocketSession final : public Client, public std::enable_shared_from_thi
   std::size_t queued_charge() const noexcept;
 
   Worker& worker_;
-  boost::asio::ip::tcp::socket socket_;
+  Socket socket_;
   boost::asio::steady_timer timer_;  ///< keep-alive, the close deadline and the write timeout
   protocol::Parser parser_;
   OutputQueue out_;
@@ -98,5 +107,9 @@ class WebSocketSession final : public Client, public std::enable_shared_from_thi
   bool shut_down_send_ = false;
   bool done_ = false;           ///< the socket is closed
 };
+
+/// The server's session: over a TCP socket.
+using WebSocketSession = BasicWebSocketSession<boost::asio::ip::tcp::socket>;
+extern template class BasicWebSocketSession<boost::asio::ip::tcp::socket>;
 
 }  // namespace stateroom::server

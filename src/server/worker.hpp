@@ -18,8 +18,17 @@
 namespace stateroom::server {
 
 class Room;
-class WebSocketSession;
 struct Worker;
+
+/// A connection with output waiting for the end of this pass of its worker's event loop.
+class Corked {
+ public:
+  /// Writes what is queued, as far as the connection takes it now.
+  virtual void flush() = 0;
+
+ protected:
+  ~Corked() = default;
+};
 
 /// The factory new rooms are built with, numbered so a room knows whether it was replaced.
 struct FactoryVersion {
@@ -61,9 +70,9 @@ struct Worker {
 
   /// Queues `session` to be flushed once the ready handlers of this pass of the event loop have
   /// run: whatever its room sends meanwhile leaves in one write.
-  void cork(std::shared_ptr<WebSocketSession> session);
-  std::vector<std::shared_ptr<WebSocketSession>> corked;    ///< to flush at the end of this pass
-  std::vector<std::shared_ptr<WebSocketSession>> flushing;  ///< being flushed (kept for its capacity)
+  void cork(std::shared_ptr<Corked> session);
+  std::vector<std::shared_ptr<Corked>> corked;    ///< to flush at the end of this pass
+  std::vector<std::shared_ptr<Corked>> flushing;  ///< being flushed (kept for its capacity)
 
   /// The room `room_id`, created (service built, `init` delivered) if it does not exist. Null
   /// when the service could not be built or failed in `init` (already logged).

@@ -6,12 +6,12 @@
 
 #include <boost/asio/post.hpp>
 #include <boost/beast/http/empty_body.hpp>
-#include <boost/beast/http/file_body.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <utility>
 
+#include "file_reader.hpp"
 #include "protocol/handshake.hpp"
 #include "routes.hpp"
 #include "static_files.hpp"
@@ -126,34 +126,50 @@ void HttpSession::handle(Request&& request) {
   constexpr std::string_view client_prefix = "/client";
   if (!options.client_dir.empty() && path.starts_with(client_prefix) &&
       (path.size() == client_prefix.size() || path[client_prefix.size()] == '/')) {
-    serve_file(request, client_prefix, path.substr(client_prefix.size()), options.client_dir);
+    serve_file(std::move(request), client_prefix, path.substr(client_prefix.size()), options.client_dir);
     return;
   }
   if (!options.static_dir.empty()) {
-    serve_file(request, {}, path, options.static_dir);
+    serve_file(std::move(request), {}, path, options.static_dir);
     return;
   }
   reply(request, http::status::not_found, "not found\n");
 }
 
-void HttpSession::serve_file(const Request& request, std::string_view mount, std::string_view path,
-                             const std::string& root) {
+void HttpSession::redirect(const Request& request, std::string_view mount, std::string_view to) {
   // A directory is served from its URL with a trailing slash (so that its page's relative links
   // resolve inside it); the redirect keeps the mount and the query.
-  auto redirect = [&](std::string_view to) {
-    const std::string_view target(request.target().data(), request.target().size());
-    http::response<http::string_body> res{http::status::moved_permanently, request.version()};
-    res.set(http::field::location, std::string(mount) + std::string(to) + std::string(target.substr(path_of(target).size())));
-    res.keep_alive(request.keep_alive());
-    res.prepare_payload();
-    respond(std::move(res));
-  };
+  const std::string_view target(request.target().data(), request.target().size());
+  http::response<http::string_body> res{http::status::moved_permanently, request.version()};
+  res.set(http::field::location, std::string(mount) + std::string(to) + std::string(target.substr(path_of(target).size())));
+  res.keep_alive(request.keep_alive());
+  res.prepare_payload();
+  respond(std::move(res));
+}
+
+void HttpSession::serve_file(Request&& request, std::string_view mount, std::string_view path,
+                             const std::string& root) {
   if (path.empty()) {  // the mount itself, as in `/client`
-    redirect("/");
+    redirect(request, mount, "/");
     return;
   }
-  const StaticLookup found = resolve_static(root, path);
-  switch (found.kind) {
+  FileReader* files = worker_.shared.files.get();
+  if (!files) {  // a server with static directories has its file thread; a bare worker does not
+    reply(request, http::status::not_found, "not found\n");
+    return;
+  }
+  // The file thread resolves and opens the file; this worker goes on with its rooms meanwhile.
+  file_request_ = std::move(request);
+  files->open(root, std::string(path), stream_.get_executor(),
+              [self = shared_from_this(), mount = std::string(mount)](std::shared_ptr<OpenedFile> file) {
+                self->on_file_opened(mount, std::move(file));
+              });
+}
+
+void HttpSession::on_file_opened(std::string mount, std::shared_ptr<OpenedFile> file) {
+  const Request request = std::move(file_request_);
+  file_request_ = {};
+  switch (file->lookup.kind) {
     case StaticLookup::Kind::bad_request:
       reply(request, http::status::bad_request, "malformed path\n");
       return;
@@ -164,34 +180,80 @@ void HttpSession::serve_file(const Request& request, std::string_view mount, std
       reply(request, http::status::not_found, "not found\n");
       return;
     case StaticLookup::Kind::redirect:
-      redirect(found.location);
+      redirect(request, mount, file->lookup.location);
       return;
     case StaticLookup::Kind::file:
       break;
   }
-  beast::error_code ec;
-  http::file_body::value_type body;
-  body.open(found.path.c_str(), beast::file_mode::scan, ec);
-  if (ec) {
+  if (!file->error.empty()) {
+    spdlog::debug("cannot serve {}: {}", file->lookup.path.string(), file->error);
     reply(request, http::status::not_found, "not found\n");
     return;
   }
-  const auto size = body.size();
-  const auto type = mime_type(found.path.filename().string());
+  const auto type = mime_type(file->lookup.path.filename().string());
   if (request.method() == http::verb::head) {
     http::response<http::empty_body> res{http::status::ok, request.version()};
     res.set(http::field::content_type, type);
-    res.content_length(size);
+    res.content_length(file->size);
     res.keep_alive(request.keep_alive());
     respond(std::move(res));
     return;
   }
-  http::response<http::file_body> res{std::piecewise_construct, std::make_tuple(std::move(body)),
-                                      std::make_tuple(http::status::ok, request.version())};
+  if (file->piece.size() == file->size) {  // all of it came with the opening
+    http::response<http::string_body> res{http::status::ok, request.version()};
+    res.set(http::field::content_type, type);
+    res.body() = std::move(file->piece);
+    res.content_length(file->size);
+    res.keep_alive(request.keep_alive());
+    respond(std::move(res));
+    return;
+  }
+  http::response<http::buffer_body> res{http::status::ok, request.version()};
+  res.set(http::field::server, "stateroom");
   res.set(http::field::content_type, type);
-  res.content_length(size);
+  res.content_length(file->size);
   res.keep_alive(request.keep_alive());
-  respond(std::move(res));
+  auto download = std::make_shared<Download>(std::move(res));
+  download->piece = std::move(file->piece);
+  download->offset = download->piece.size();
+  download->file = std::move(file);
+  write_piece(std::move(download));
+}
+
+void HttpSession::write_piece(std::shared_ptr<Download> download) {
+  auto& body = download->response.body();
+  body.data = download->piece.data();
+  body.size = download->piece.size();
+  body.more = download->offset < download->file->size;
+  stream_.expires_after(http_idle_timeout);  // a slow reader gets this long per piece
+  http::async_write(stream_, download->serializer,
+                    [self = shared_from_this(), download](beast::error_code ec, std::size_t) {
+                      if (ec == http::error::need_buffer) ec = {};  // the piece is out; more to come
+                      if (ec) return;                                // the connection is gone
+                      if (!download->serializer.is_done()) {
+                        self->worker_.shared.files->read(
+                            download->file, download->offset, self->stream_.get_executor(),
+                            [self, download](std::string piece, std::string error) {
+                              if (!error.empty()) {
+                                // The Content-Length can no longer be kept: end the connection.
+                                spdlog::warn("stopped serving {}: {}", download->file->lookup.path.string(), error);
+                                beast::error_code ignored;
+                                self->stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+                                return;
+                              }
+                              download->offset += piece.size();
+                              download->piece = std::move(piece);
+                              self->write_piece(download);
+                            });
+                        return;
+                      }
+                      if (download->response.need_eof()) {
+                        beast::error_code ignored;
+                        self->stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+                        return;
+                      }
+                      self->read_next();
+                    });
 }
 
 void HttpSession::reply(const Request& request, http::status status, std::string_view body,

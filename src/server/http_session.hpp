@@ -3,19 +3,23 @@
 
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <memory>
 #include <optional>
+#include <string>
 
 namespace stateroom::server {
 
 struct Worker;
+struct OpenedFile;
 
 /// Reads requests off one connection (keep-alive) and answers them: `/status`, static files,
 /// errors. A WebSocket upgrade to `/ws...` moves the socket to the room's worker, where a
-/// WebSocketSession takes over.
+/// WebSocketSession takes over. Static files are read on the server's file thread (FileReader).
 class HttpSession final : public std::enable_shared_from_this<HttpSession> {
  public:
   HttpSession(Worker& worker, boost::asio::ip::tcp::socket socket);
@@ -33,12 +37,27 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
   void reply(const Request& request, boost::beast::http::status status, std::string_view body,
              std::string_view content_type = "text/plain; charset=utf-8");
   /// Serves `path` (the URL path below `mount`, the prefix the directory `root` is served at).
-  void serve_file(const Request& request, std::string_view mount, std::string_view path, const std::string& root);
+  void serve_file(Request&& request, std::string_view mount, std::string_view path, const std::string& root);
+  /// Answers the request in `file_request_` once the file thread has opened `file`.
+  void on_file_opened(std::string mount, std::shared_ptr<OpenedFile> file);
+  void redirect(const Request& request, std::string_view mount, std::string_view to);
+
+  /// A file too large for one piece, written as the file thread reads it.
+  struct Download {
+    explicit Download(boost::beast::http::response<boost::beast::http::buffer_body> r) : response(std::move(r)) {}
+    boost::beast::http::response<boost::beast::http::buffer_body> response;
+    boost::beast::http::response_serializer<boost::beast::http::buffer_body> serializer{response};
+    std::shared_ptr<OpenedFile> file;
+    std::string piece;          ///< being written
+    std::uint64_t offset = 0;   ///< of the next piece
+  };
+  void write_piece(std::shared_ptr<Download> download);
 
   Worker& worker_;
   boost::beast::tcp_stream stream_;
   boost::beast::flat_buffer buffer_;
   std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
+  Request file_request_;  ///< the request for a static file, while the file thread opens it
 };
 
 }  // namespace stateroom::server

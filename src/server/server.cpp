@@ -165,6 +165,7 @@ Status Server::start() {
     return Status::error("cannot listen on " + where + ": " + ec.message());
   }
   impl.port = acceptor.local_endpoint().port();
+  if (!options.client_dir.empty() || !options.static_dir.empty()) impl.shared.files = std::make_unique<server::FileReader>();
   impl.accept_next();
   for (auto& worker : impl.shared.workers) {
     worker->thread = std::thread([&w = *worker] { w.ioc.run(); });
@@ -284,6 +285,7 @@ void Server::Impl::finish_stop() {
     if (worker->thread.joinable()) worker->thread.join();
   }
   acceptor.reset();
+  shared.files.reset();  // joined before the workers go: it posts to them
   shared.workers.clear();
   {
     std::lock_guard lock(mutex);

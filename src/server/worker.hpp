@@ -13,6 +13,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "file_reader.hpp"
 #include "stateroom/server.hpp"
 
 namespace stateroom::server {
@@ -42,6 +43,9 @@ struct Shared {
   std::atomic<std::shared_ptr<const FactoryVersion>> factory;
   ServerOptions options;
   std::vector<std::unique_ptr<Worker>> workers;
+  /// The static files' thread, when the server serves a static directory. Declared after the
+  /// workers so that it is joined before they go: it posts its answers to them.
+  std::unique_ptr<FileReader> files;
 
   /// The worker a room lives on: chosen by hashing its id, so every connection to a room reaches
   /// the same thread without any lookup shared between threads.

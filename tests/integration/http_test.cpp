@@ -138,6 +138,22 @@ TEST_F(HttpTest, DirectoriesRedirectToTheirSlashUnderTheirMount) {
   EXPECT_EQ(http_request(server->port(), "/clientele").status, 404) << "not under the /client mount";
 }
 
+// Files are read on the file thread piece by piece; one larger than several pieces arrives whole.
+TEST_F(HttpTest, ServesAFileOfSeveralPiecesWhole) {
+  std::string content(3 * 256 * 1024 + 777, '\0');
+  for (std::size_t i = 0; i < content.size(); ++i) content[i] = static_cast<char>(i * 31 + i / 4099);
+  std::ofstream(base / "site/big.bin", std::ios::binary) << content;
+  auto res = http_request(server->port(), "/big.bin");
+  EXPECT_EQ(res.status, 200);
+  EXPECT_EQ(res.content_length, content.size());
+  EXPECT_TRUE(res.body == content) << "the body differs (" << res.body.size() << " bytes)";
+  auto head = http_request(server->port(), "/big.bin", "HEAD");
+  EXPECT_EQ(head.status, 200);
+  EXPECT_EQ(head.content_length, content.size());
+  EXPECT_EQ(head.body, "");
+  EXPECT_EQ(http_request(server->port(), "/status").body, "ok") << "the connection's worker goes on";
+}
+
 TEST_F(HttpTest, RefusesPathTraversal) {
   for (const std::string target :
        {"/../secret.txt", "/%2e%2e/secret.txt", "/%2E%2E%2Fsecret.txt", "/docs/../../secret.txt",

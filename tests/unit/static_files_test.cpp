@@ -1,10 +1,14 @@
-// Static path resolution and MIME types.
+// Static path resolution, MIME types, and the file thread that reads static files.
 #include "../../src/server/static_files.hpp"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <boost/asio/io_context.hpp>
 #include <fstream>
+#include <thread>
+
+#include "../../src/server/file_reader.hpp"
 
 namespace stateroom::server {
 namespace {
@@ -48,6 +52,90 @@ TEST_F(StaticFiles, RefusesEscapes) {
   }
   EXPECT_EQ(get("/x%00y").kind, StaticLookup::Kind::bad_request);
   EXPECT_EQ(get("/%").kind, StaticLookup::Kind::bad_request);
+}
+
+/// The answers of a FileReader, run on the test's thread as a worker's would be.
+struct Answers {
+  boost::asio::io_context ioc;
+  /// Runs answers until `done()` holds.
+  template <class Done>
+  void run_until(Done done) {
+    while (!done()) {
+      ioc.run_one();
+      ioc.restart();
+    }
+  }
+};
+
+std::string pattern(std::size_t size) {
+  std::string s(size, '\0');
+  for (std::size_t i = 0; i < size; ++i) s[i] = static_cast<char>('a' + (i * 7 + i / 251) % 26);
+  return s;
+}
+
+TEST_F(StaticFiles, TheFileThreadOpensAndReadsAFileInPiecesAndAnswersOnTheCallersExecutor) {
+  const std::string content = pattern(2 * FileReader::piece_size + 12345);
+  std::ofstream(root / "www/big.bin", std::ios::binary) << content;
+  FileReader files;
+  Answers answers;
+  std::shared_ptr<OpenedFile> opened;
+  std::thread::id answered_on;
+  files.open((root / "www").string(), "/big.bin", answers.ioc.get_executor(), [&](std::shared_ptr<OpenedFile> f) {
+    answered_on = std::this_thread::get_id();
+    opened = std::move(f);
+  });
+  EXPECT_FALSE(opened) << "open answers later, never from inside the call";
+  answers.run_until([&] { return opened != nullptr; });
+  EXPECT_EQ(answered_on, std::this_thread::get_id());
+  ASSERT_EQ(opened->lookup.kind, StaticLookup::Kind::file);
+  EXPECT_EQ(opened->error, "");
+  EXPECT_EQ(opened->size, content.size());
+  ASSERT_EQ(opened->piece.size(), FileReader::piece_size);
+  std::string got = opened->piece;
+  while (got.size() < content.size()) {
+    bool answered = false;
+    files.read(opened, got.size(), answers.ioc.get_executor(), [&](std::string piece, std::string error) {
+      EXPECT_EQ(error, "");
+      got += piece;
+      answered = true;
+    });
+    answers.run_until([&] { return answered; });
+    if (HasFailure()) return;
+  }
+  EXPECT_EQ(got, content);
+}
+
+TEST_F(StaticFiles, TheFileThreadReportsWhatIsNotAFileAndAFileThatShrinks) {
+  FileReader files;
+  Answers answers;
+  std::vector<std::shared_ptr<OpenedFile>> opened;
+  for (const char* path : {"/missing", "/sub", "/../outside.txt", "/index.html"}) {
+    files.open((root / "www").string(), path, answers.ioc.get_executor(),
+               [&](std::shared_ptr<OpenedFile> f) { opened.push_back(std::move(f)); });
+  }
+  answers.run_until([&] { return opened.size() == 4; });
+  EXPECT_EQ(opened[0]->lookup.kind, StaticLookup::Kind::not_found);
+  EXPECT_EQ(opened[1]->lookup.kind, StaticLookup::Kind::redirect);
+  EXPECT_EQ(opened[1]->lookup.location, "/sub/");
+  EXPECT_EQ(opened[2]->lookup.kind, StaticLookup::Kind::forbidden);
+  EXPECT_EQ(opened[3]->lookup.kind, StaticLookup::Kind::file);
+  EXPECT_EQ(opened[3]->piece, "i");
+  EXPECT_EQ(opened[3]->fd, -1) << "a file read whole at once is closed at once";
+
+  // A file cut short while it is being served: the next piece reports it.
+  std::ofstream(root / "www/shrinks.bin", std::ios::binary) << pattern(FileReader::piece_size + 100);
+  std::shared_ptr<OpenedFile> file;
+  files.open((root / "www").string(), "/shrinks.bin", answers.ioc.get_executor(),
+             [&](std::shared_ptr<OpenedFile> f) { file = std::move(f); });
+  answers.run_until([&] { return file != nullptr; });
+  ASSERT_EQ(file->error, "");
+  ASSERT_GE(file->fd, 0);
+  fs::resize_file(root / "www/shrinks.bin", FileReader::piece_size);
+  std::optional<std::string> error;
+  files.read(file, file->piece.size(), answers.ioc.get_executor(),
+             [&](std::string, std::string e) { error = std::move(e); });
+  answers.run_until([&] { return error.has_value(); });
+  EXPECT_EQ(*error, "the file shrank while it was being served");
 }
 
 TEST(MimeTypes, ByExtension) {

@@ -71,6 +71,13 @@ void Room::deliver(Event&& event) {
 
 void Room::run_queue(bool ready) {
   while (ready && !queue_.empty()) {
+    if (grace_over_ && members_.empty() && only_timers_queued()) {
+      // Empty past its grace period, and kept busy all along (each handler queued the next): it
+      // ends between two handlers, as it would have when idle.
+      running_ = false;
+      end(EndReason::empty);
+      return;
+    }
     const Event event = std::move(queue_.front());
     queue_.pop_front();
     queued_bytes_ -= event.payload.size() + event_overhead;
@@ -153,6 +160,7 @@ std::optional<ClientId> Room::join(Client& member) {
     return std::nullopt;
   }
   grace_timer_.cancel();
+  grace_over_ = false;
   const ClientId client{next_client_++};
   members_.push_back({client, &member});
   deliver(Event{EventKind::connect, client});
@@ -168,6 +176,32 @@ void Room::remove_member(ClientId client) {
     members_.erase(it);
   }
   emptied_ = members_.empty();
+  if (emptied_ && !worker_.shutting_down) start_grace();
+}
+
+void Room::start_grace() {
+  // The grace period runs from the moment the last member left, whatever the service is doing;
+  // an immediate one ends the room once its `disconnect` has run (on_empty).
+  const auto& delay = worker_.shared.options.room_grace.delay;
+  if (!delay || delay->count() == 0) return;
+  grace_over_ = false;
+  grace_timer_.expires_after(*delay);
+  grace_timer_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+    auto self = weak.lock();
+    if (ec || !self || !self->alive() || !self->members_.empty()) return;
+    if (self->busy()) {
+      // A service that keeps itself busy (a guest re-arming its timer, paused in a long handler)
+      // must not keep an empty room, and its instance, forever: the room ends once the running
+      // handler is done (run_queue), before anything else it queued.
+      self->grace_over_ = true;
+      return;
+    }
+    self->end(EndReason::empty);
+  });
+}
+
+bool Room::only_timers_queued() const noexcept {
+  return std::all_of(queue_.begin(), queue_.end(), [](const Event& e) { return e.kind == EventKind::timer; });
 }
 
 void Room::release_readers() {
@@ -280,23 +314,10 @@ bool Room::end_if_replaced() {
 }
 
 void Room::on_empty() {
+  // Idle after the last member's `disconnect`.
   if (end_if_replaced()) return;
   const auto& delay = worker_.shared.options.room_grace.delay;
-  if (!delay) return;
-  if (delay->count() == 0) {
-    end(EndReason::empty);
-    return;
-  }
-  grace_timer_.expires_after(*delay);
-  grace_timer_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
-    auto self = weak.lock();
-    if (ec || !self || !self->alive() || !self->members_.empty()) return;
-    if (self->busy()) {
-      self->emptied_ = true;  // still paused in a handler: the grace period restarts once idle
-      return;
-    }
-    self->end(EndReason::empty);
-  });
+  if (grace_over_ || (delay && delay->count() == 0)) end(EndReason::empty);
 }
 
 void Room::unregister() {

@@ -112,6 +112,9 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   /// Schedules the paused service's next `resume` behind the worker's other ready work.
   void schedule_resume();
   void remove_member(ClientId client);
+  /// The last member left: the grace period starts.
+  void start_grace();
+  bool only_timers_queued() const noexcept;
   /// Lets the clients that stopped reading read again once the queue is under half its bound.
   void release_readers();
   /// The one way a room ends: closes its members (1011 when it failed, 1001 at shutdown), drops
@@ -130,7 +133,8 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   std::uint64_t generation_ = 0;
   State state_ = State::created;
   bool running_ = false;  ///< a handler (or a run of queued ones) is on the stack
-  bool emptied_ = false;  ///< the last member just left: the grace period starts once idle
+  bool emptied_ = false;  ///< the last member just left: on_empty runs once idle
+  bool grace_over_ = false;  ///< empty past its grace period while busy: ends after the running handler
   std::deque<Event> queue_;
   std::size_t queued_bytes_ = 0;      ///< payload bytes (plus overhead) in queue_
   std::vector<Client*> waiting_;      ///< members that stopped reading because queue_ is full

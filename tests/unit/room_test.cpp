@@ -1,6 +1,7 @@
 // The room layer without sockets: members, ids, and how messages reach the service.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -116,6 +117,45 @@ TEST_F(RoomTest, AnOutdatedRoomEndsOnceEmpty) {
   EXPECT_FALSE(room->end_if_replaced()) << "a member is still there";
   room->leave(*id);  // empty: it ends at once, whatever its grace period (never, here)
   EXPECT_EQ(room->state(), server::Room::State::ended);
+}
+
+/// A hosted service that keeps itself busy once it is empty, as a guest that re-arms a 0 ms timer
+/// and computes in each: every handler pauses for a few slices, and each timer re-arms the timer.
+struct KeepsBusy : HostedService {
+  static inline int resumes = 0;
+  void disconnect(ClientId, Context& ctx) override { work(ctx); }
+  void timer(Context& ctx) override { work(ctx); }
+  bool pending() const noexcept override { return slices_left_ > 0; }
+  void resume(Context&) override {
+    ++resumes;
+    --slices_left_;
+  }
+  void work(Context& ctx) {
+    ctx.set_timer(0);
+    slices_left_ = 3;
+  }
+  int slices_left_ = 0;
+};
+
+TEST_F(RoomTest, AnEmptyRoomEndsAfterItsGraceEvenWhileItsServiceKeepsBusy) {
+  RoomHarness h(make_factory<KeepsBusy>(), RoomGrace::after(std::chrono::milliseconds(5)));
+  auto room = h.worker().find_or_create_room("r");
+  QueueClient c;
+  const auto id = room->join(c);
+  ASSERT_TRUE(id);
+  KeepsBusy::resumes = 0;
+  room->leave(*id);
+  // The room ends 5 ms from now; it may take 2 s (400 grace periods) before this fails.
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (room->state() != server::Room::State::ended && std::chrono::steady_clock::now() < give_up) {
+    h.worker().ioc.run_one_for(std::chrono::milliseconds(10));
+  }
+  if (room->state() != server::Room::State::ended) {
+    ADD_FAILURE() << "an empty room outlived its grace period";
+    room->shut_down();  // else the busy service keeps the harness's event loop going
+  }
+  EXPECT_EQ(h.worker().rooms.count("r"), 0u);
+  EXPECT_GT(KeepsBusy::resumes, 3) << "the service kept busy meanwhile";
 }
 
 /// Broadcasts every message it gets.

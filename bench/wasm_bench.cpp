@@ -6,12 +6,17 @@
 //   - one 32-byte message echoed by binary-echo.wasm (the guest path of the echo benchmark), alone
 //     and in a batch of 32 that arrived in one read (one guest call for all of them).
 // The summary at the end gives medians over the repetitions and the targets they are held to.
+// `wasm_bench --instructions PATH N` runs N events of one of the wasm paths instead, for callgrind
+// to count (bench/wasm-instructions).
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <unistd.h>
@@ -39,8 +44,12 @@ class CountingContext final : public Context {
   std::uint64_t sends = 0, bytes = 0;
 };
 
+/// Rooms the engine holds (room_start keeps 100 alive at once). --instructions takes 2: each pool
+/// slot reserves a 32-bit memory's whole address range and more, which valgrind cannot map for 256.
+std::uint32_t engine_instances = 256;
+
 std::shared_ptr<wasm::Engine> engine() {
-  static auto engine = std::make_shared<wasm::Engine>(wasm::Limits{.max_instances = 256});
+  static auto engine = std::make_shared<wasm::Engine>(wasm::Limits{.max_instances = engine_instances});
   return engine;
 }
 
@@ -140,6 +149,66 @@ BENCHMARK_CAPTURE(counter_message, native, native_counter())->Unit(benchmark::kM
 BENCHMARK(echo_message)->Unit(benchmark::kMicrosecond)->Repetitions(5);
 BENCHMARK(echo_batch)->Unit(benchmark::kMicrosecond)->Repetitions(5);
 
+// --- instruction counts (bench/wasm-instructions) -------------------------------------------------
+// Each measured_* function is one benchmark's loop and nothing else: callgrind counts it alone.
+
+/// `count` rooms started as in room_start (and ended: the pool holds two).
+[[gnu::noinline]] void measured_room_start(ServiceFactory& factory, long count, Context& ctx) {
+  for (long i = 0; i < count; ++i) {
+    auto service = factory.create("room", ctx);
+    service->init(ctx);
+    finish(*service, ctx);
+  }
+}
+
+/// `count` messages from client 1, as in counter_message and echo_message.
+[[gnu::noinline]] void measured_messages(Service& service, const MessagePayload& message, long count, Context& ctx) {
+  for (long i = 0; i < count; ++i) {
+    service.message(ClientId{1}, message, ctx);
+    finish(service, ctx);
+  }
+}
+
+/// `count` batches from client 1, as in echo_batch.
+[[gnu::noinline]] void measured_batches(Service& service, std::span<const MessagePayload> batch, long count,
+                                        Context& ctx) {
+  auto& guest = dynamic_cast<HostedService&>(service);
+  for (long i = 0; i < count; ++i) {
+    guest.messages(ClientId{1}, batch, ctx);
+    finish(service, ctx);
+  }
+}
+
+/// Runs `count` events of the wasm benchmark `path`; false for an unknown path.
+bool run_instructions(std::string_view path, long count) {
+  engine_instances = 2;
+  CountingContext ctx;
+  const std::string bytes(32, 'x');
+  const auto echo = MessagePayload::view(PayloadKind::binary, std::string_view(bytes));
+  if (path == "room_start") {
+    measured_room_start(*wasm_counter(), count, ctx);
+  } else if (path == "counter_message") {
+    auto service = wasm_counter()->create("room", ctx);
+    service->init(ctx);
+    finish(*service, ctx);
+    service->connect(ClientId{1}, ctx);
+    finish(*service, ctx);
+    measured_messages(*service, MessagePayload("increment"), count, ctx);
+  } else if (path == "echo_message") {
+    measured_messages(*echo_room_with_one_client(ctx), echo, count, ctx);
+  } else if (path == "echo_batch") {
+    const std::vector<MessagePayload> batch(32, echo);
+    measured_batches(*echo_room_with_one_client(ctx), batch, count, ctx);
+  } else {
+    std::fprintf(stderr, "unknown path '%.*s': room_start, counter_message, echo_message or echo_batch\n",
+                 static_cast<int>(path.size()), path.data());
+    return false;
+  }
+  std::printf("%.*s: %ld events, %llu sends\n", static_cast<int>(path.size()), path.data(), count,
+              static_cast<unsigned long long>(ctx.sends));
+  return true;
+}
+
 /// The console output, plus the medians it saw for the summary.
 class SummaryReporter : public benchmark::ConsoleReporter {
  public:
@@ -158,6 +227,8 @@ class SummaryReporter : public benchmark::ConsoleReporter {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 4 && std::string_view(argv[1]) == "--instructions")
+    return run_instructions(argv[2], std::atol(argv[3])) ? 0 : 2;
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   SummaryReporter reporter;

@@ -24,7 +24,7 @@ detail::EngineHandle make_engine(const Limits& limits) {
   wasmtime_config_memory_may_move_set(config, false);
   // One pool slot per room: instantiation then reuses pre-reserved memory instead of mapping it.
   wasmtime_pooling_allocation_config_t* pool = wasmtime_pooling_allocation_config_new();
-  // Two instances per room: the guest and its batch module (see GuestService::messages).
+  // Two instances per room: the guest and its batch module (see InterfaceV2::messages).
   wasmtime_pooling_allocation_config_total_core_instances_set(
       pool, static_cast<std::uint32_t>(std::min<std::uint64_t>(2ull * limits.max_instances, UINT32_MAX)));
   wasmtime_pooling_allocation_config_total_memories_set(pool, limits.max_instances);

@@ -8,14 +8,19 @@
 #include <span>
 #include <vector>
 
-#include "guest_service.hpp"
+#include "guest.hpp"
+#include "interface_v1.hpp"
+#include "interface_v2.hpp"
 #include "module_impl.hpp"
 
 namespace stateroom::wasm {
 
 namespace {
 
-using detail::GuestService;
+using GuestV1 = detail::Guest<detail::InterfaceV1>;
+using GuestV2 = detail::Guest<detail::InterfaceV2>;
+using detail::InterfaceV1;
+using detail::InterfaceV2;
 
 constexpr std::string_view wasm_magic("\0asm", 4);
 constexpr std::string_view wasi_module = "wasi_snapshot_preview1";
@@ -188,10 +193,10 @@ Abi check_exports(const Exports& exports, const std::string& name) {
 }
 
 std::span<const ImportedFunc> env_imports(Abi abi) {
-  static const ImportedFunc v2[] = {{"stateroom_send", {2, 0}, &GuestService::on_send_v2}};
-  static const ImportedFunc v1[] = {{"send_message", {3, 0}, &GuestService::on_send_text_v1},
-                                    {"send_binary", {3, 0}, &GuestService::on_send_binary_v1},
-                                    {"set_timer", {1, 0}, &GuestService::on_set_timer_v1}};
+  static const ImportedFunc v2[] = {{"stateroom_send", {2, 0}, &InterfaceV2::on_send}};
+  static const ImportedFunc v1[] = {{"send_message", {3, 0}, &InterfaceV1::on_send<PayloadKind::text>},
+                                    {"send_binary", {3, 0}, &InterfaceV1::on_send<PayloadKind::binary>},
+                                    {"set_timer", {1, 0}, &InterfaceV1::on_set_timer}};
   if (abi == Abi::v2) return v2;
   return v1;
 }
@@ -312,6 +317,25 @@ void store_cached(const wasmtime_module_t* module, const std::filesystem::path& 
   if (ec) spdlog::warn("{}: cannot write the compiled-module cache: {}", cache.string(), ec.message());
 }
 
+/// Starts an instance of `module` for loading, to its version check; the reason when it fails.
+template <class Guest>
+std::optional<std::string> probe(std::shared_ptr<const Module::Impl> module) {
+  Guest guest(std::move(module), "");
+  return guest.probe();
+}
+
+/// A room's instance of `module`, as `Guest` (of the interface it speaks). Null (the room failed)
+/// when it cannot start.
+template <class Guest>
+std::unique_ptr<Service> start(std::shared_ptr<const Module::Impl> module, std::string room_id, Context& ctx) {
+  auto guest = std::make_unique<Guest>(std::move(module), std::move(room_id));
+  if (auto error = guest->start()) {
+    ctx.fail(*error);
+    return nullptr;
+  }
+  return guest;
+}
+
 }  // namespace
 
 Module::Module(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}
@@ -410,21 +434,16 @@ std::shared_ptr<Module> Module::load_impl(std::shared_ptr<Impl> impl, std::strin
 
   // Instantiate once to check what only an instance shows: its start-up and version globals.
   std::shared_ptr<const Impl> shared = std::move(impl);
-  {
-    GuestService probe(shared, "");
-    if (auto error = probe.probe()) throw LoadError(fmt::format("{}: {}", name, *error));
-  }
+  if (auto error = shared->abi == Abi::v2 ? probe<GuestV2>(shared) : probe<GuestV1>(shared))
+    throw LoadError(fmt::format("{}: {}", name, *error));
   spdlog::debug("{}: loaded (module interface {})", name, shared->abi == Abi::v2 ? "v2" : "v1");
   return std::shared_ptr<Module>(new Module(std::move(shared)));
 }
 
 std::unique_ptr<Service> Module::create(std::string_view room_id, Context& ctx) {
-  auto guest = std::make_unique<GuestService>(impl_, std::string(room_id));
-  if (auto error = guest->start()) {
-    ctx.fail(*error);
-    return nullptr;
-  }
-  return guest;
+  // The interface is chosen here, once per room.
+  if (impl_->abi == Abi::v2) return start<GuestV2>(impl_, std::string(room_id), ctx);
+  return start<GuestV1>(impl_, std::string(room_id), ctx);
 }
 
 }  // namespace stateroom::wasm

@@ -18,7 +18,7 @@ struct Module::Impl {
   detail::ModuleHandle module;
   detail::LinkerHandle linker;
   detail::InstancePreHandle pre;
-  /// v2: the batch module, instantiated beside each room's guest (see GuestService::messages).
+  /// v2: the batch module, instantiated beside each room's guest (see InterfaceV2::messages).
   detail::ModuleHandle batcher;
 
   Engine::Impl& runtime() const noexcept { return engine->impl(); }

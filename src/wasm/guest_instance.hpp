@@ -1,0 +1,95 @@
+// GuestInstance: one room's sandboxed instance of a module, the part both module interfaces share.
+#pragma once
+
+#include <fmt/format.h>
+
+#include <exception>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "call_scheduler.hpp"
+#include "guest_memory.hpp"
+#include "guest_output.hpp"
+#include "module_impl.hpp"
+
+namespace stateroom::wasm::detail {
+
+/// A room's instance: its store (with the memory limit, WASI writing to the log, the epoch
+/// deadlines), its start-up and version check, its memory, and the call scheduler that runs its
+/// events. What differs between the module interfaces lives in their adapters, behind the seam in
+/// guest.hpp.
+class GuestInstance {
+ public:
+  /// The exports of an interface that the shared start-up uses.
+  struct Names {
+    const char* malloc;           ///< the allocator: (size) -> address
+    const char* free;             ///< (address, size) -> ()
+    const char* version_global;   ///< an i32 global holding the address of the API version (1)
+    const char* protocol_global;  ///< one holding the address of the API protocol (0)
+  };
+
+  GuestInstance(std::shared_ptr<const Module::Impl> module, std::string room_id, const Names& names);
+  ~GuestInstance();
+  GuestInstance(const GuestInstance&) = delete;
+  GuestInstance& operator=(const GuestInstance&) = delete;
+
+  /// Instantiates the module, with `adapter` (the interface's) as the store's data: the imports
+  /// find it there. The reason when it fails.
+  std::optional<std::string> start(void* adapter);
+  /// For loading, once started: runs `_initialize` and checks the version globals, to completion.
+  std::optional<std::string> probe();
+  /// The version globals against what the host supports; the reason when they differ.
+  std::optional<std::string> check_versions();
+
+  /// The exported function `name`; false when there is none.
+  bool export_func(const char* name, wasmtime_func_t& out);
+
+  /// The interface adapter whose import is being called (the store's data).
+  template <class Adapter>
+  static Adapter& called(wasmtime_caller_t* caller) noexcept {
+    return *static_cast<Adapter*>(wasmtime_context_get_data(wasmtime_caller_context(caller)));
+  }
+  /// Runs an import's body; an exception becomes a trap that fails the room with its reason.
+  template <class Body>
+  wasm_trap_t* guarded(const char* function, Body&& body) noexcept;
+
+  const Module::Impl& module() const noexcept { return *module_; }
+  const std::string& room_id() const noexcept { return room_id_; }
+  wasmtime_context_t* context() const noexcept { return context_; }
+  GuestMemory& memory() noexcept { return memory_; }
+  CallScheduler& calls() noexcept { return calls_; }
+  const CallScheduler& calls() const noexcept { return calls_; }
+
+ private:
+  std::shared_ptr<const Module::Impl> module_;
+  const std::string room_id_;
+  const Names names_;
+  GuestOutput output_;  ///< the guest's stdout and stderr, to the log
+  GuestMemory memory_;
+  CallScheduler calls_;
+  bool holds_slot_ = false;
+  StoreHandle store_;
+  wasmtime_context_t* context_ = nullptr;
+  wasmtime_instance_t instance_{};
+};
+
+template <class Body>
+wasm_trap_t* GuestInstance::guarded(const char* function, Body&& body) noexcept {
+  // Nothing may unwind into Wasmtime's frames (that aborts the process): what the host throws
+  // while serving the guest fails the room, with the reason.
+  try {
+    return body();
+  } catch (const std::exception& e) {
+    try {
+      return calls_.fault(fmt::format("{}: the host failed serving it: {}", function, e.what()));
+    } catch (...) {
+    }
+  } catch (...) {
+  }
+  static constexpr std::string_view fallback = "the host failed serving a guest call";
+  return wasmtime_trap_new(fallback.data(), fallback.size());
+}
+
+}  // namespace stateroom::wasm::detail

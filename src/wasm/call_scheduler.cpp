@@ -126,12 +126,14 @@ void CallScheduler::stop() noexcept {
 
 // --- events ---------------------------------------------------------------------------------------
 
-std::uint8_t* CallScheduler::event_space(std::size_t size) {
+std::uint8_t* CallScheduler::event_space(std::size_t size, Context& ctx) {
   // The block is a 32-bit guest allocation grown in powers of two: an event past 2 GiB, or past
   // the guest's whole memory, cannot be handed over (the server refuses such a message size).
   const std::uint64_t fits = std::min<std::uint64_t>(runtime_.limits.memory_bytes, max_block_size);
   if (size >= fits) {
+    ctx_ = &ctx;  // outside a call: the room hears of it here
     fail(fmt::format("an event of {} bytes does not fit in the guest's memory", size));
+    ctx_ = nullptr;
     return nullptr;
   }
   // Between calls the host may write the guest's memory; a block that holds the event takes it

@@ -84,8 +84,8 @@ class CallScheduler {
   // --- events -------------------------------------------------------------------------------------
 
   /// Where to write an event of `size` bytes before running its plan: the block when it holds it,
-  /// else a host buffer. Null (the room failed) when no block can hold it.
-  std::uint8_t* event_space(std::size_t size);
+  /// else a host buffer. Null when no block can hold it: the room (`ctx`) has then failed.
+  std::uint8_t* event_space(std::size_t size, Context& ctx);
   /// The event is a copy of `bytes`.
   void set_event(std::string_view bytes);
   /// Runs the event's plan: `steps`, delivering to `entry`, as far as it goes without pausing.

@@ -73,7 +73,7 @@ bool InterfaceV2::bind() {
 // --- events ---------------------------------------------------------------------------------------
 
 void InterfaceV2::deliver(const codec::MessageToProcess& event, Context& ctx) {
-  std::uint8_t* space = guest_.calls().event_space(codec::encoded_size(event));
+  std::uint8_t* space = guest_.calls().event_space(codec::encoded_size(event), ctx);
   if (!space) return;
   codec::encode_to(event, space);
   guest_.calls().deliver(recv_, ctx);
@@ -98,7 +98,7 @@ void InterfaceV2::timer(Context& ctx) {
 }
 
 void InterfaceV2::message(ClientId sender, const MessagePayload& payload, Context& ctx) {
-  std::uint8_t* space = guest_.calls().event_space(codec::encoded_message_size(payload));
+  std::uint8_t* space = guest_.calls().event_space(codec::encoded_message_size(payload), ctx);
   if (!space) return;
   codec::encode_message_to(sender, payload, space);
   guest_.calls().deliver(recv_, ctx);
@@ -120,7 +120,7 @@ std::size_t InterfaceV2::messages(ClientId sender, std::span<const MessagePayloa
     return 1;
   }
   payloads = payloads.first(count);
-  std::uint8_t* at = guest_.calls().event_space(total);
+  std::uint8_t* at = guest_.calls().event_space(total, ctx);
   if (!at) return payloads.size();
   for (const MessagePayload& p : payloads) {
     const std::size_t size = codec::encoded_message_size(p);

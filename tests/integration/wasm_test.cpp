@@ -257,6 +257,25 @@ INSTANTIATE_TEST_SUITE_P(
                                     : "UnboundedMemoryGrow");
     });
 
+// An event the guest's memory cannot hold (the server let through a message larger than it)
+// fails the room with the reason, and closes its clients, instead of leaving it silently broken.
+TEST(WasmServe, AnEventTooLargeForTheGuestFailsItsRoomWithTheReason) {
+  LogCapture log;
+  auto module = Module::load(engine({.memory_bytes = 1 << 20}), hostile_path);
+  TestServer server(module, {.threads = 1, .max_message_bytes = 2 << 20, .max_queued_bytes = 8 << 20});
+  auto victim = connect(server, "/ws/victim");
+  auto bystander = connect(server, "/ws/victim");
+  ASSERT_TRUE(victim && bystander);
+  expect_echo(*victim, "before");
+  victim->send_binary(std::string(1536 * 1024, 'x'));
+  EXPECT_EQ(victim->read_until_closed(5s), 1011);
+  EXPECT_EQ(bystander->read_until_closed(5s), 1011);
+  EXPECT_TRUE(log.wait_for("room 'victim' failed: an event of 1572"));
+  auto again = connect(server, "/ws/victim");
+  ASSERT_TRUE(again);
+  expect_echo(*again, "a fresh instance");
+}
+
 TEST(WasmServe, ABusyGuestDoesNotHoldUpItsNeighbour) {
   auto module = Module::load(engine({.cpu_time_per_event = 1500ms}), hostile_path);
   TestServer server(module, {.threads = 1});  // the same worker thread for both rooms

@@ -52,6 +52,19 @@ struct ServerOptions {
   std::chrono::milliseconds idle_timeout = std::chrono::seconds(120);
   /// How long a close handshake (and a graceful shutdown) may take before the socket is dropped.
   std::chrono::milliseconds close_timeout = std::chrono::seconds(5);
+  /// Connections open at once (HTTP and WebSocket); past it a new connection is answered 503 and
+  /// closed. 0: derived from the descriptor limit, which the server raises to its hard limit when
+  /// it starts (90 % of it, keeping at least 32 descriptors for everything else).
+  std::size_t max_connections = 0;
+  /// Connections open at once from one IP address; 0 = no limit. Loopback clients (a proxy in
+  /// front, a load generator) are not counted against it.
+  std::size_t max_connections_per_ip = 1000;
+  /// Rooms alive at once, across every worker; a client whose room would be one more is closed with
+  /// 1013 (try again later). For WebAssembly rooms it is also the number of instances.
+  std::size_t max_rooms = 1000;
+  /// New rooms one IP address may create per second (bursts of twice as many); past it its client
+  /// is closed with 1013. 0 = no limit. Loopback clients are not counted against it.
+  std::uint32_t max_new_rooms_per_ip = 20;
   /// Files served at `/` (directories serve their index.html); empty = none.
   std::string static_dir{};
   /// Files served at `/client`; empty = none.

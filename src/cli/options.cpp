@@ -190,10 +190,21 @@ const Spec specs[] = {
      "Time a room's guest may run for one event; past it the room fails", true,
      [](Targets& t, const std::string& v) { t.limits->cpu_time_per_event = duration(v); }},
     {{"--max-rooms", "max_rooms", ValueKind::rooms}, "--max-rooms", "1000",
-     "WebAssembly rooms alive at once; a room beyond fails to start", true,
-     [](Targets& t, const std::string& v) {
-       t.limits->max_instances = static_cast<std::uint32_t>(integer<1, 1000000>(v));
+     "Rooms alive at once (WebAssembly: instances); a client whose room would be one more is closed with 1013",
+     false, [](Targets& t, const std::string& v) { t.server->max_rooms = integer<1, 1000000>(v); }},
+    {{"--max-new-rooms-per-ip", "max_new_rooms_per_ip", ValueKind::count}, "--max-new-rooms-per-ip", "20",
+     "Rooms one IP address may create per second (bursts of twice as many; loopback not counted; 0: no "
+     "limit); past it its client is closed with 1013",
+     false, [](Targets& t, const std::string& v) {
+       t.server->max_new_rooms_per_ip = static_cast<std::uint32_t>(integer<0, 100000000>(v));
      }},
+    {{"--max-connections", "max_connections", ValueKind::count}, "--max-connections", "",
+     "Connections open at once; past it a new one is answered 503 (default: 90 % of the descriptor limit, "
+     "which the server raises to its hard limit)",
+     false, [](Targets& t, const std::string& v) { t.server->max_connections = integer<0, 100000000>(v); }},
+    {{"--max-connections-per-ip", "max_connections_per_ip", ValueKind::count}, "--max-connections-per-ip", "1000",
+     "Connections open at once from one IP address (loopback not counted; 0: no limit); past it 503", false,
+     [](Targets& t, const std::string& v) { t.server->max_connections_per_ip = integer<0, 100000000>(v); }},
     {{"--module-cache", "module_cache", ValueKind::flag}, "--module-cache", "",
      "Keep the compiled module in <module>.cwasm next to it and reuse it on the next start (native code: only "
      "for a directory as trusted as this program)",
@@ -206,6 +217,7 @@ const char* type_name(ValueKind kind) {
     case ValueKind::port:
     case ValueKind::threads:
     case ValueKind::rooms:
+    case ValueKind::count:
       return "INT";
     case ValueKind::size:
       return "SIZE";
@@ -281,7 +293,10 @@ bool option_defaults_match(std::string* mismatch) {
       {server.close_timeout == fresh.close_timeout, "--close-timeout"},
       {limits.memory_bytes == fresh_limits.memory_bytes, "--memory-limit"},
       {limits.cpu_time_per_event == fresh_limits.cpu_time_per_event, "--cpu-limit"},
-      {limits.max_instances == fresh_limits.max_instances, "--max-rooms"},
+      {server.max_rooms == fresh.max_rooms, "--max-rooms"},
+      {server.max_new_rooms_per_ip == fresh.max_new_rooms_per_ip, "--max-new-rooms-per-ip"},
+      {server.max_connections == fresh.max_connections, "--max-connections"},
+      {server.max_connections_per_ip == fresh.max_connections_per_ip, "--max-connections-per-ip"},
   };
   for (const auto& [same, flag] : checks) {
     if (same) continue;

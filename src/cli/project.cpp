@@ -94,6 +94,9 @@ void read_server(const toml::table& server, const ConfigReader& reader, Project&
       case ValueKind::rooms:
         value = std::to_string(reader.integer(node, name, 1, 1000000));
         break;
+      case ValueKind::count:
+        value = std::to_string(reader.integer(node, name, 0, 100000000));
+        break;
       case ValueKind::size:
         value = reader.measure(node, name, "a size", parse_size);
         break;

@@ -122,6 +122,7 @@ void check_message_fits(const ServerOptions& options, const wasm::Limits& limits
 int serve(Args& a) {
   server::StopSignals signals;  // first: the runtime's threads (made below) must not take them
   check_message_fits(a.options, a.limits);
+  a.limits.max_instances = static_cast<std::uint32_t>(a.options.max_rooms);  // one instance per room
   auto engine = make_engine(a.limits);  // the limits are checked before the module is looked for
   fs::path module = a.module;
   std::error_code ec;
@@ -201,6 +202,7 @@ int dev(const cli::Project& project, Args& a) {
   if (a.dev_port >= 0) a.options.port = static_cast<std::uint16_t>(a.dev_port);
   if (a.options.static_dir.empty() && project.static_dir) a.options.static_dir = project.static_dir->string();
   check_message_fits(a.options, a.limits);
+  a.limits.max_instances = static_cast<std::uint32_t>(a.options.max_rooms);  // one instance per room
   auto engine = make_engine(a.limits);
   spdlog::info("project {} ({})", project.dir.filename().string(), project.dir.string());
 

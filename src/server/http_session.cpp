@@ -44,8 +44,8 @@ class OwnedFd {
 };
 }  // namespace
 
-HttpSession::HttpSession(Worker& worker, asio::ip::tcp::socket socket)
-    : worker_(worker), stream_(std::move(socket)) {}
+HttpSession::HttpSession(Worker& worker, asio::ip::tcp::socket socket, ConnectionTicket ticket)
+    : worker_(worker), stream_(std::move(socket)), ticket_(std::move(ticket)) {}
 
 void HttpSession::start() {
   read_next();
@@ -322,7 +322,7 @@ void HttpSession::upgrade(Request&& request, std::string room_id) {
       return;
     }
     asio::post(target.ioc, [&target, ip_protocol, fd = OwnedFd(fd), accept = std::move(accept),
-                            room_id = std::move(room_id)]() mutable {
+                            room_id = std::move(room_id), ticket = std::move(ticket_)]() mutable {
       asio::ip::tcp::socket moved(target.ioc);
       beast::error_code ec;
       const int raw = fd.release();
@@ -331,11 +331,15 @@ void HttpSession::upgrade(Request&& request, std::string room_id) {
         ::close(raw);
         return;
       }
-      std::make_shared<WebSocketSession>(target, std::move(moved), std::move(accept), std::move(room_id))->start();
+      std::make_shared<WebSocketSession>(target, std::move(moved), std::move(accept), std::move(room_id),
+                                         std::move(ticket))
+          ->start();
     });
     return;
   }
-  std::make_shared<WebSocketSession>(target, std::move(socket), std::move(accept), std::move(room_id))->start();
+  std::make_shared<WebSocketSession>(target, std::move(socket), std::move(accept), std::move(room_id),
+                                     std::move(ticket_))
+      ->start();
 }
 
 }  // namespace stateroom::server

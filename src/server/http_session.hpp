@@ -12,6 +12,8 @@
 #include <optional>
 #include <string>
 
+#include "admission.hpp"
+
 namespace stateroom::server {
 
 struct Worker;
@@ -22,7 +24,7 @@ struct OpenedFile;
 /// WebSocketSession takes over. Static files are read on the server's file thread (FileReader).
 class HttpSession final : public std::enable_shared_from_this<HttpSession> {
  public:
-  HttpSession(Worker& worker, boost::asio::ip::tcp::socket socket);
+  HttpSession(Worker& worker, boost::asio::ip::tcp::socket socket, ConnectionTicket ticket);
   void start();
 
  private:
@@ -58,6 +60,7 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
   boost::beast::flat_buffer buffer_;
   std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
   Request file_request_;  ///< the request for a static file, while the file thread opens it
+  ConnectionTicket ticket_;  ///< its place in the connection budget, handed to the WebSocket session
 };
 
 }  // namespace stateroom::server

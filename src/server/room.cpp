@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <exception>
+#include <utility>
 
 #include "worker.hpp"
 
@@ -54,7 +55,9 @@ std::shared_ptr<Room> Room::create(Worker& worker, std::string id) {
 Room::Room(Worker& worker, std::string id)
     : worker_(worker), id_(std::move(id)), timer_(worker.ioc), grace_timer_(worker.ioc) {}
 
-Room::~Room() = default;
+Room::~Room() {
+  if (counted_) worker_.shared.admission.room_ended();
+}
 
 void Room::deliver(Event&& event) {
   if (!alive()) return;
@@ -374,8 +377,9 @@ void Room::end(EndReason why, std::string_view detail) {
   const char* reason = why == EndReason::failed ? "room failed" : "server shutting down";
   for (auto& m : members) m.client->close(code, reason);
   unregister();
-  service_.reset();
+  service_.reset();  // a WebAssembly room's instance goes with it, before its place in the budget
   failure_.reset();
+  if (std::exchange(counted_, false)) worker_.shared.admission.room_ended();
   state_ = State::ended;
 }
 

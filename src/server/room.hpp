@@ -70,6 +70,8 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   bool messages(ClientId sender, std::span<const MessagePayload> payloads, Client& from);
   /// For tests: the next client id this room hands out (ids are never reused).
   void skip_client_ids_to(std::uint32_t next) noexcept { next_client_ = next; }
+  /// The room holds one place of Admission's room budget, given back when it ends.
+  void count_in_budget() noexcept { counted_ = true; }
   /// Clients that are members now.
   std::size_t client_count() const noexcept { return members_.size(); }
   /// Server shutdown: every client gets its `disconnect` (unless the service is paused) and a 1001
@@ -134,6 +136,7 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   State state_ = State::created;
   bool running_ = false;  ///< a handler (or a run of queued ones) is on the stack
   bool emptied_ = false;  ///< the last member just left: on_empty runs once idle
+  bool counted_ = false;     ///< holds a place in the room budget
   bool grace_over_ = false;  ///< empty past its grace period while busy: ends after the running handler
   std::deque<Event> queue_;
   std::size_t queued_bytes_ = 0;      ///< payload bytes (plus overhead) in queue_

@@ -5,6 +5,8 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <sys/resource.h>
+
 #include <condition_variable>
 #include <algorithm>
 #include <cstdlib>
@@ -29,10 +31,28 @@ Worker& Shared::worker_for_room(std::string_view room_id) const {
   return *workers[std::hash<std::string_view>{}(room_id) % workers.size()];
 }
 
-std::shared_ptr<Room> Worker::find_or_create_room(const std::string& room_id) {
+std::shared_ptr<Room> Worker::find_or_create_room(const std::string& room_id, const PeerAddress* creator,
+                                                  std::optional<Refusal>* refused) {
   if (auto it = rooms.find(room_id); it != rooms.end() && it->second->alive()) return it->second;
+  if (auto why = shared.admission.admit_room(creator)) {
+    if (refused) *refused = why;
+    const auto& limits = shared.admission.limits();
+    shared.admission.log.report(
+        *why, *why == Refusal::rooms
+                  ? fmt::format("refused to create room '{}': {} rooms are alive (--max-rooms {})", room_id,
+                                shared.admission.rooms(), limits.rooms)
+                  : fmt::format("refused to create room '{}': its client's address creates rooms faster than "
+                                "--max-new-rooms-per-ip {} a second",
+                                room_id, limits.new_rooms_per_ip_per_second));
+    return nullptr;
+  }
   auto room = Room::create(*this, room_id);
-  if (room) rooms[room_id] = room;
+  if (!room) {
+    shared.admission.room_ended();
+    return nullptr;
+  }
+  room->count_in_budget();
+  rooms[room_id] = room;
   return room;
 }
 
@@ -53,6 +73,46 @@ void apply_log_env() {
       }
     }
   });
+}
+
+/// Raises the soft descriptor limit to the hard one and returns the connections that fit in it:
+/// 90 % of it, keeping at least 32 descriptors for everything else (the listening socket, the
+/// event loops, files, modules, logs).
+std::size_t connections_that_fit() {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return 1000;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rlimit raised = rl;
+    raised.rlim_cur = rl.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) rl = raised;
+  }
+  if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 10'000'000) return 9'000'000;
+  const auto fds = static_cast<std::size_t>(rl.rlim_cur);
+  const std::size_t reserve = std::max<std::size_t>(32, fds / 10);
+  return fds > reserve + 8 ? fds - reserve : 8;
+}
+
+/// Errors of accept that mean the process (or the system) is out of descriptors or memory: retrying
+/// at once would spin.
+bool is_resource_exhaustion(const boost::system::error_code& ec) {
+  return ec == asio::error::no_descriptors || ec == boost::system::errc::too_many_files_open_in_system ||
+         ec == asio::error::no_buffer_space || ec == asio::error::no_memory;
+}
+
+constexpr auto accept_pause = std::chrono::milliseconds(100);
+
+/// Answers a connection over a budget with 503 (best effort: whatever the socket takes now) and closes it.
+void refuse_connection(tcp::socket& socket) {
+  static constexpr std::string_view response =
+      "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nRetry-After: 1\r\n"
+      "Connection: close\r\nContent-Length: 49\r\nServer: stateroom\r\n\r\n"
+      "the server is at its connection limit; try again\n";
+  static_assert(response.size() - response.find("\r\n\r\n") - 4 == 49);
+  boost::system::error_code ec;
+  socket.non_blocking(true, ec);
+  socket.write_some(asio::buffer(response.data(), response.size()), ec);
+  socket.shutdown(tcp::socket::shutdown_both, ec);
+  socket.close(ec);
 }
 
 }  // namespace
@@ -80,6 +140,7 @@ bool set_log_level(std::string_view name) {
 struct Server::Impl {
   server::Shared shared;
   std::optional<tcp::acceptor> acceptor;
+  std::optional<asio::steady_timer> accept_timer;  ///< accepting paused while out of descriptors
   std::size_t next_worker = 0;
   std::uint16_t port = 0;
 
@@ -132,6 +193,12 @@ Status Server::start() {
   if (options.idle_timeout <= options.ping_interval) {
     return Status::error("the idle timeout must be longer than the ping interval");
   }
+  impl.shared.admission.configure({
+      .connections = options.max_connections ? options.max_connections : connections_that_fit(),
+      .connections_per_ip = options.max_connections_per_ip,
+      .rooms = options.max_rooms,
+      .new_rooms_per_ip_per_second = options.max_new_rooms_per_ip,
+  });
   unsigned threads = options.threads ? options.threads : std::thread::hardware_concurrency();
   if (threads == 0) threads = 1;
   for (unsigned i = 0; i < threads; ++i)
@@ -153,13 +220,17 @@ Status Server::start() {
   }
   const std::string where = options.host + ":" + std::to_string(options.port);
   auto& acceptor = impl.acceptor.emplace(impl.shared.workers[0]->ioc);
+  impl.accept_timer.emplace(impl.shared.workers[0]->ioc);
   if (acceptor.open(endpoint.protocol(), ec); ec) {
+    impl.accept_timer.reset();
+    impl.acceptor.reset();
     impl.shared.workers.clear();
     return Status::error("cannot listen on " + where + ": " + ec.message());
   }
   acceptor.set_option(asio::socket_base::reuse_address(true), ec);
   if (acceptor.bind(endpoint, ec); !ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) {
+    impl.accept_timer.reset();
     impl.acceptor.reset();
     impl.shared.workers.clear();
     return Status::error("cannot listen on " + where + ": " + ec.message());
@@ -182,15 +253,49 @@ void Server::Impl::accept_next() {
   Worker& worker = *shared.workers[next_worker++ % shared.workers.size()];
   acceptor->async_accept(worker.ioc, [this, &worker](boost::system::error_code ec, tcp::socket socket) {
     if (ec == asio::error::operation_aborted || !acceptor->is_open()) return;
-    if (!ec) {
-      socket.set_option(tcp::no_delay(true), ec);
-      // The socket already lives on `worker`'s io_context; run its session there.
-      asio::post(worker.ioc, [&worker, socket = std::move(socket)]() mutable {
-        std::make_shared<server::HttpSession>(worker, std::move(socket))->start();
+    if (is_resource_exhaustion(ec)) {
+      // Out of descriptors: the pending connection stays in the backlog. Retrying now would spin
+      // (and log) at full speed; wait until connections have had a chance to close.
+      shared.admission.log.report(
+          server::Refusal::accept_failed,
+          fmt::format("cannot accept connections: {} ({} open); accepting again in {} ms", ec.message(),
+                      shared.admission.connections(), accept_pause.count()));
+      accept_timer->expires_after(accept_pause);
+      accept_timer->async_wait([this](boost::system::error_code wait_ec) {
+        if (!wait_ec && acceptor->is_open()) accept_next();
       });
-    } else {
-      spdlog::warn("accept failed: {}", ec.message());
+      return;
     }
+    if (ec) {
+      spdlog::debug("accept failed: {}", ec.message());  // the peer gave up first: nothing to do
+      accept_next();
+      return;
+    }
+    boost::system::error_code remote_ec;
+    const auto remote = socket.remote_endpoint(remote_ec);
+    if (remote_ec) {  // already gone
+      accept_next();
+      return;
+    }
+    server::Refusal why{};
+    auto ticket = shared.admission.admit(server::peer_address(remote.address()), &why);
+    if (!ticket) {
+      const auto& limits = shared.admission.limits();
+      shared.admission.log.report(
+          why, why == server::Refusal::connections
+                   ? fmt::format("refused a connection from {}: {} connections are open (--max-connections {})",
+                                 remote.address().to_string(), shared.admission.connections(), limits.connections)
+                   : fmt::format("refused a connection from {}: that address has {} open (--max-connections-per-ip)",
+                                 remote.address().to_string(), limits.connections_per_ip));
+      refuse_connection(socket);
+      accept_next();
+      return;
+    }
+    socket.set_option(tcp::no_delay(true), ec);
+    // The socket already lives on `worker`'s io_context; run its session there.
+    asio::post(worker.ioc, [&worker, socket = std::move(socket), ticket = std::move(*ticket)]() mutable {
+      std::make_shared<server::HttpSession>(worker, std::move(socket), std::move(ticket))->start();
+    });
     accept_next();
   });
 }
@@ -257,6 +362,7 @@ void Server::Impl::begin_stop() {
   asio::post(shared.workers[0]->ioc, [this] {
     boost::system::error_code ignored;
     acceptor->close(ignored);
+    accept_timer->cancel();
   });
   // A close handshake gets close_timeout; the socket deadline in each session enforces it, and the
   // drain gives up shortly after.
@@ -284,6 +390,7 @@ void Server::Impl::finish_stop() {
   for (auto& worker : shared.workers) {
     if (worker->thread.joinable()) worker->thread.join();
   }
+  accept_timer.reset();
   acceptor.reset();
   shared.files.reset();  // joined before the workers go: it posts to them
   shared.workers.clear();

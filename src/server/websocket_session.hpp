@@ -34,7 +34,9 @@ class BasicWebSocketSession final : public Client,
                                     public std::enable_shared_from_this<BasicWebSocketSession<Socket>> {
  public:
   /// `accept_key` is the Sec-WebSocket-Accept of the client's handshake, already validated.
-  BasicWebSocketSession(Worker& worker, Socket socket, std::string accept_key, std::string room_id);
+  /// `ticket` is the connection's place in the budgets (none in tests).
+  BasicWebSocketSession(Worker& worker, Socket socket, std::string accept_key, std::string room_id,
+                        ConnectionTicket ticket = {});
   ~BasicWebSocketSession();
   BasicWebSocketSession(const BasicWebSocketSession&) = delete;
   BasicWebSocketSession& operator=(const BasicWebSocketSession&) = delete;
@@ -85,6 +87,7 @@ class BasicWebSocketSession final : public Client,
   const std::string room_id_;
   std::string accept_key_;  ///< until the 101 is queued
   std::string remote_;
+  ConnectionTicket ticket_;
 
   std::shared_ptr<Room> room_;  ///< while a member
   ClientId id_{};

@@ -41,14 +41,15 @@ std::string describe_remote(const Socket& socket) {
 
 template <class Socket>
 BasicWebSocketSession<Socket>::BasicWebSocketSession(Worker& worker, Socket socket, std::string accept_key,
-                                   std::string room_id)
+                                                     std::string room_id, ConnectionTicket ticket)
     : worker_(worker),
       socket_(std::move(socket)),
       timer_(worker.ioc),
       parser_({.max_message_size = worker.shared.options.max_message_bytes}),
       room_id_(std::move(room_id)),
       accept_key_(std::move(accept_key)),
-      remote_(session_detail::describe_remote(socket_)) {
+      remote_(session_detail::describe_remote(socket_)),
+      ticket_(std::move(ticket)) {
   ++worker_.websocket_sessions;
 }
 
@@ -78,9 +79,15 @@ void BasicWebSocketSession<Socket>::start() {
     begin_close(protocol::CloseCode::going_away, "server shutting down", Drop::none);
     return;
   }
-  auto room = worker_.find_or_create_room(room_id_);
+  std::optional<Refusal> refused;
+  auto room = worker_.find_or_create_room(room_id_, &ticket_.address(), &refused);
   if (!room) {
-    begin_close(protocol::CloseCode::internal_error, "room failed", Drop::none);
+    if (refused) {
+      begin_close(protocol::CloseCode::try_again_later,
+                  *refused == Refusal::rooms ? "too many rooms" : "too many new rooms from this address", Drop::none);
+    } else {
+      begin_close(protocol::CloseCode::internal_error, "room failed", Drop::none);
+    }
     return;
   }
   room_ = room;  // a member from here: the room's `connect` may already send to us

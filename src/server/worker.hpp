@@ -13,6 +13,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "admission.hpp"
 #include "file_reader.hpp"
 #include "stateroom/server.hpp"
 
@@ -42,6 +43,8 @@ struct Shared {
   /// Swapped by Server::replace_factory; rooms read it when they are created.
   std::atomic<std::shared_ptr<const FactoryVersion>> factory;
   ServerOptions options;
+  /// The connection and room budgets (configured from `options` when the server starts).
+  Admission admission;
   std::vector<std::unique_ptr<Worker>> workers;
   /// The static files' thread, when the server serves a static directory. Declared after the
   /// workers so that it is joined before they go: it posts its answers to them.
@@ -78,9 +81,11 @@ struct Worker {
   std::vector<std::shared_ptr<Corked>> corked;    ///< to flush at the end of this pass
   std::vector<std::shared_ptr<Corked>> flushing;  ///< being flushed (kept for its capacity)
 
-  /// The room `room_id`, created (service built, `init` delivered) if it does not exist. Null
-  /// when the service could not be built or failed in `init` (already logged).
-  std::shared_ptr<Room> find_or_create_room(const std::string& room_id);
+  /// The room `room_id`, created (service built, `init` delivered) if it does not exist, for a
+  /// client at `creator` (none: not for a client). Null when the service could not be built or
+  /// failed in `init` (logged), or when a budget refuses a new room (then `*refused` says which).
+  std::shared_ptr<Room> find_or_create_room(const std::string& room_id, const PeerAddress* creator = nullptr,
+                                            std::optional<Refusal>* refused = nullptr);
 
   // Declared last so it is destroyed first: handlers still queued in it are destroyed while the
   // rest of the worker is alive.

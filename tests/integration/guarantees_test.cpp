@@ -172,5 +172,56 @@ TEST(Closing, AClientThatNeverAnswersTheCloseIsDroppedAfterTheCloseTimeout) {
   EXPECT_LT(waited, 3s) << "dropped long after the close timeout";
 }
 
+// --max-rooms holds for native services too: a client whose room would be one more is closed with
+// 1013 (try again later); existing rooms still take clients, and a room that ends frees its place.
+TEST(Budgets, RoomsBeyondMaxRoomsAreRefusedWith1013) {
+  auto log = std::make_shared<EventLog>();
+  ServerOptions options;
+  options.max_rooms = 2;
+  options.room_grace = RoomGrace::immediate();
+  TestServer server(probe_factory(log), options);
+  auto a = WsClient::connect(server.port(), "/ws/a");
+  auto b = WsClient::connect(server.port(), "/ws/b");
+  ASSERT_TRUE(a && b);
+  ASSERT_TRUE(a->read_until("you are 1") && b->read_until("you are 1"));
+  auto c = WsClient::connect(server.port(), "/ws/c");
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->read_until_closed(), 1013);
+  EXPECT_EQ(log->count("init c"), 0u) << "the refused room was never built";
+  auto a2 = WsClient::connect(server.port(), "/ws/a");
+  ASSERT_TRUE(a2);
+  EXPECT_TRUE(a2->read_until("you are 2")) << "an existing room still takes clients";
+  b->close();
+  ASSERT_TRUE(log->wait_for("destroy b"));
+  auto c2 = WsClient::connect(server.port(), "/ws/c");
+  ASSERT_TRUE(c2);
+  EXPECT_TRUE(c2->read_until("you are 1")) << "the room that ended gave its place back";
+}
+
+// --max-connections: a connection past it is answered 503 and closed; one that closes gives its
+// place back.
+TEST(Budgets, ConnectionsBeyondMaxConnectionsAreAnswered503) {
+  auto log = std::make_shared<EventLog>();
+  ServerOptions options;
+  options.max_connections = 2;
+  TestServer server(probe_factory(log), options);
+  auto a = WsClient::connect(server.port(), "/ws/r");
+  auto b = WsClient::connect(server.port(), "/ws/r");
+  ASSERT_TRUE(a && b);
+  ASSERT_TRUE(a->read_until("you are 1") && b->read_until("you are 2"));
+  const auto [answer, closed] = exchange(server.port(), "GET /status HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_TRUE(answer.starts_with("HTTP/1.1 503 Service Unavailable\r\n")) << answer;
+  EXPECT_NE(answer.find("Retry-After: 1\r\n"), std::string::npos) << answer;
+  EXPECT_TRUE(closed);
+  a->close();
+  // Its place is given back once its session has gone, just after its `disconnect`.
+  std::string again;
+  const auto give_up = std::chrono::steady_clock::now() + 5s;
+  while (!again.starts_with("HTTP/1.1 200 OK\r\n") && std::chrono::steady_clock::now() < give_up) {
+    again = exchange(server.port(), "GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").first;
+  }
+  EXPECT_TRUE(again.starts_with("HTTP/1.1 200 OK\r\n")) << again;
+}
+
 }  // namespace
 }  // namespace stateroom::test

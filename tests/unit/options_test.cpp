@@ -72,7 +72,7 @@ TEST(Options, OneTableServesTheCommandLineAndTheProjectFile) {
   app.parse(std::vector<std::string>{"--module-cache", "7", "--max-rooms", "debug", "--log-level", "2", "--threads"});
   EXPECT_EQ(options.threads, 2u);
   EXPECT_EQ(level, "debug");
-  EXPECT_EQ(limits.max_instances, 7u);
+  EXPECT_EQ(options.max_rooms, 7u);
   EXPECT_TRUE(load.cache_compiled);
   for (const std::vector<std::string>& bad : {std::vector<std::string>{"2000", "--threads"},
                                               std::vector<std::string>{"70000", "--port"},

@@ -88,7 +88,8 @@ TEST_F(ProjectTest, EveryMistakeNamesItsLineAndKey) {
   EXPECT_EQ(error("[service]\ntarget = \"x\"\n[server]\nportt = 1\n"),
             "4: unknown key 'server.portt' (known: host, port, threads, client_files, default_room, room_grace, "
             "max_message_size, max_queued, max_room_queue, write_timeout, ping_interval, idle_timeout, close_timeout, "
-            "log_level, memory_limit, cpu_limit, max_rooms, module_cache)");
+            "log_level, memory_limit, cpu_limit, max_rooms, max_new_rooms_per_ip, max_connections, "
+            "max_connections_per_ip, module_cache)");
   EXPECT_EQ(error("[service]\ntarget = \"x\"\n[server]\nport = \"eighty\"\n"),
             "4: server.port must be an integer from 0 to 65535");
   EXPECT_EQ(error("[service]\ntarget = \"x\"\n[server]\nport = 70000\n"),

@@ -1,0 +1,159 @@
+#include "admission.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstring>
+#include <iterator>
+#include <string>
+#include <utility>
+
+namespace stateroom::server {
+
+namespace {
+
+constexpr std::size_t max_tracked_addresses = 4096;  ///< before idle rate buckets are dropped
+
+/// Takes one unit of `counter` unless it is at `limit` (0: no limit).
+bool take(std::atomic<std::size_t>& counter, std::size_t limit) noexcept {
+  if (limit == 0) {
+    counter.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+  std::size_t n = counter.load(std::memory_order_relaxed);
+  do {
+    if (n >= limit) return false;
+  } while (!counter.compare_exchange_weak(n, n + 1, std::memory_order_relaxed));
+  return true;
+}
+
+}  // namespace
+
+PeerAddress peer_address(const boost::asio::ip::address& address) noexcept {
+  const auto v6 = address.is_v4() ? boost::asio::ip::make_address_v6(boost::asio::ip::v4_mapped, address.to_v4())
+                                  : address.to_v6();
+  return v6.to_bytes();
+}
+
+bool is_loopback(const PeerAddress& a) noexcept {
+  static constexpr std::uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (std::memcmp(a.data(), mapped, 12) == 0) return a[12] == 127;
+  return std::all_of(a.begin(), a.end() - 1, [](std::uint8_t b) { return b == 0; }) && a[15] == 1;
+}
+
+void RefusalLog::report(Refusal why, std::string_view detail) {
+  const auto now = std::chrono::steady_clock::now();
+  std::uint64_t more = 0;
+  {
+    std::lock_guard lock(mutex_);
+    Entry& e = entries_[static_cast<std::size_t>(why)];
+    if (e.logged && now - e.last < interval) {
+      ++e.suppressed;
+      return;
+    }
+    more = std::exchange(e.suppressed, 0);
+    e.last = now;
+    e.logged = true;
+  }
+  if (more == 0) {
+    spdlog::warn("{}", detail);
+  } else {
+    spdlog::warn("{} ({} more like it in the last {} s)", detail, more, interval.count());
+  }
+}
+
+ConnectionTicket::ConnectionTicket(ConnectionTicket&& other) noexcept
+    : admission_(std::exchange(other.admission_, nullptr)),
+      address_(other.address_),
+      per_address_(std::exchange(other.per_address_, false)) {}
+
+ConnectionTicket& ConnectionTicket::operator=(ConnectionTicket&& other) noexcept {
+  if (this != &other) {
+    release();
+    admission_ = std::exchange(other.admission_, nullptr);
+    address_ = other.address_;
+    per_address_ = std::exchange(other.per_address_, false);
+  }
+  return *this;
+}
+
+ConnectionTicket::~ConnectionTicket() { release(); }
+
+void ConnectionTicket::release() noexcept {
+  if (!admission_) return;
+  admission_->release(*this);
+  admission_ = nullptr;
+  per_address_ = false;
+}
+
+std::size_t Admission::Hash::operator()(const PeerAddress& a) const noexcept {
+  std::uint64_t hi = 0;
+  std::uint64_t lo = 0;
+  std::memcpy(&hi, a.data(), 8);
+  std::memcpy(&lo, a.data() + 8, 8);
+  return std::hash<std::uint64_t>{}(hi * 0x9E3779B97F4A7C15ull ^ lo);
+}
+
+std::optional<ConnectionTicket> Admission::admit(const PeerAddress& address, Refusal* refused) {
+  if (!take(connections_, limits_.connections)) {
+    if (refused) *refused = Refusal::connections;
+    return std::nullopt;
+  }
+  ConnectionTicket ticket;
+  ticket.admission_ = this;
+  ticket.address_ = address;
+  if (limits_.connections_per_ip != 0 && !is_loopback(address)) {
+    std::lock_guard lock(mutex_);
+    std::size_t& count = per_address_[address];
+    if (count >= limits_.connections_per_ip) {
+      ticket.admission_ = nullptr;
+      connections_.fetch_sub(1, std::memory_order_relaxed);
+      if (refused) *refused = Refusal::connections_per_ip;
+      return std::nullopt;
+    }
+    ++count;
+    ticket.per_address_ = true;
+  }
+  return ticket;
+}
+
+void Admission::release(const ConnectionTicket& ticket) noexcept {
+  connections_.fetch_sub(1, std::memory_order_relaxed);
+  if (!ticket.per_address_) return;
+  std::lock_guard lock(mutex_);
+  if (auto it = per_address_.find(ticket.address_); it != per_address_.end() && --it->second == 0) {
+    per_address_.erase(it);
+  }
+}
+
+std::optional<Refusal> Admission::admit_room(const PeerAddress* creator) {
+  if (!take(rooms_, limits_.rooms)) return Refusal::rooms;
+  const std::uint32_t rate = limits_.new_rooms_per_ip_per_second;
+  if (creator == nullptr || rate == 0 || is_loopback(*creator)) return std::nullopt;
+  // A token bucket per address: `rate` new rooms a second, and bursts of twice that.
+  const double burst = 2.0 * rate;
+  const auto now = std::chrono::steady_clock::now();
+  auto refill = [&](Bucket& b) {
+    const double elapsed = std::chrono::duration<double>(now - b.refilled).count();
+    b.tokens = std::min(burst, b.tokens + elapsed * rate);
+    b.refilled = now;
+  };
+  std::lock_guard lock(mutex_);
+  auto [it, fresh] = new_rooms_.try_emplace(*creator, Bucket{burst, now});
+  if (!fresh) refill(it->second);
+  if (it->second.tokens < 1.0) {
+    rooms_.fetch_sub(1, std::memory_order_relaxed);
+    return Refusal::room_creations_per_ip;
+  }
+  it->second.tokens -= 1.0;
+  if (new_rooms_.size() > max_tracked_addresses) {
+    // Forget the addresses whose bucket has filled up again: they are as good as new.
+    for (auto i = new_rooms_.begin(); i != new_rooms_.end();) {
+      refill(i->second);
+      i = i->second.tokens >= burst ? new_rooms_.erase(i) : std::next(i);
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace stateroom::server

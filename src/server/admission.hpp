@@ -1,0 +1,116 @@
+// Admission: the server's budgets for connections and rooms, and the log of what they refuse.
+#pragma once
+
+#include <boost/asio/ip/address.hpp>
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <string_view>
+#include <unordered_map>
+
+namespace stateroom::server {
+
+/// A peer's IP address as a key: IPv4 as its IPv6-mapped form.
+using PeerAddress = std::array<std::uint8_t, 16>;
+PeerAddress peer_address(const boost::asio::ip::address& address) noexcept;
+/// 127.0.0.0/8, ::1, and IPv4-mapped loopback: local processes (a proxy in front, a load generator,
+/// health checks), which the per-address budgets do not count.
+bool is_loopback(const PeerAddress& address) noexcept;
+
+/// What a budget refused, or what went wrong taking a connection.
+enum class Refusal : std::uint8_t {
+  connections,            ///< --max-connections reached
+  connections_per_ip,     ///< --max-connections-per-ip reached
+  rooms,                  ///< --max-rooms reached
+  room_creations_per_ip,  ///< --max-new-rooms-per-ip spent for this second
+  accept_failed,          ///< accept failed (out of descriptors): accepting pauses
+};
+inline constexpr std::size_t refusal_kinds = 5;
+
+/// At most one line per cause every 10 seconds, saying how many more there were. Thread-safe.
+class RefusalLog {
+ public:
+  static constexpr std::chrono::seconds interval{10};
+  void report(Refusal why, std::string_view detail);
+
+ private:
+  struct Entry {
+    std::chrono::steady_clock::time_point last{};
+    std::uint64_t suppressed = 0;
+    bool logged = false;
+  };
+  std::mutex mutex_;
+  std::array<Entry, refusal_kinds> entries_{};
+};
+
+class Admission;
+
+/// A connection's place in the budgets, given back when the ticket goes (on any thread). A
+/// default-constructed ticket holds no place.
+class ConnectionTicket {
+ public:
+  ConnectionTicket() = default;
+  ConnectionTicket(ConnectionTicket&& other) noexcept;
+  ConnectionTicket& operator=(ConnectionTicket&& other) noexcept;
+  ~ConnectionTicket();
+  const PeerAddress& address() const noexcept { return address_; }
+
+ private:
+  friend class Admission;
+  void release() noexcept;
+  Admission* admission_ = nullptr;
+  PeerAddress address_{};
+  bool per_address_ = false;  ///< counted against the address's budget
+};
+
+/// The budgets (0: none), shared by every worker. Connections are admitted on the accepting thread
+/// and released wherever they end; rooms are admitted on their worker. A refusal is logged.
+class Admission {
+ public:
+  struct Limits {
+    std::size_t connections = 0;
+    std::size_t connections_per_ip = 0;
+    std::size_t rooms = 0;
+    std::uint32_t new_rooms_per_ip_per_second = 0;
+  };
+
+  void configure(const Limits& limits) { limits_ = limits; }
+  const Limits& limits() const noexcept { return limits_; }
+
+  /// A new connection from `address`: its ticket, or the budget it would exceed.
+  std::optional<ConnectionTicket> admit(const PeerAddress& address, Refusal* refused);
+  std::size_t connections() const noexcept { return connections_.load(std::memory_order_relaxed); }
+
+  /// A room is to be created for a client at `creator` (none: not for a client): nothing, or the
+  /// budget it would exceed. Each room admitted is given back with room_ended.
+  std::optional<Refusal> admit_room(const PeerAddress* creator);
+  void room_ended() noexcept { rooms_.fetch_sub(1, std::memory_order_relaxed); }
+  std::size_t rooms() const noexcept { return rooms_.load(std::memory_order_relaxed); }
+
+  RefusalLog log;
+
+ private:
+  friend class ConnectionTicket;
+  void release(const ConnectionTicket& ticket) noexcept;
+
+  struct Hash {
+    std::size_t operator()(const PeerAddress& a) const noexcept;
+  };
+  struct Bucket {
+    double tokens = 0;
+    std::chrono::steady_clock::time_point refilled{};
+  };
+
+  Limits limits_{};
+  std::atomic<std::size_t> connections_{0};
+  std::atomic<std::size_t> rooms_{0};
+  std::mutex mutex_;  ///< guards the per-address maps
+  std::unordered_map<PeerAddress, std::size_t, Hash> per_address_;
+  std::unordered_map<PeerAddress, Bucket, Hash> new_rooms_;
+};
+
+}  // namespace stateroom::server

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <span>
 
 #include "service.hpp"
@@ -23,6 +24,10 @@ class HostedService : public Service {
   virtual bool pending() const noexcept = 0;
   /// Continues the paused handler for a while; `ctx` is the room's context, as in the handler.
   virtual void resume(Context& ctx) = 0;
+  /// The largest client id the service can be told: a room that has handed it out takes no one
+  /// new (they are closed with 1013) until it ends. A module interface with signed 32-bit ids
+  /// (WebAssembly v1) stops at 2^31 - 1.
+  virtual std::uint32_t last_client_id() const noexcept { return UINT32_MAX; }
   /// Several messages from `sender` that arrived together (one read of its socket), in order.
   /// Returns how many it took: the server delivers the others later, as it does any event that
   /// finds the service pending. This default hands them to `message` one by one and stops at one

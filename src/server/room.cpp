@@ -155,9 +155,10 @@ void Room::schedule_resume() {
 
 std::optional<ClientId> Room::join(Client& member) {
   if (!alive()) return std::nullopt;
-  if (next_client_ == 0) {
-    // Every 32-bit id has been handed out: a wrapped one could name a member still here. The room
-    // takes no one new; once empty it ends, and the next one starts from 1 again.
+  if (next_client_ == 0 || (hosted_ && next_client_ > hosted().last_client_id())) {
+    // Every id the service can be told (32 bits; 31 for a v1 guest) has been handed out: a wrapped
+    // one could name a member still here. The room takes no one new; once empty it ends, and the
+    // next one starts from 1 again.
     spdlog::warn("room '{}' refused a client: every client id has been used (its next instance starts over)", id_);
     member.close(CloseCode::try_again_later, "the room has no client ids left");
     return std::nullopt;

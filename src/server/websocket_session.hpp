@@ -2,6 +2,7 @@
 #pragma once
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/socket_base.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <memory>
@@ -58,12 +59,13 @@ class BasicWebSocketSession final : public Client,
   enum class Drop : bool { none, unstarted };
 
   void wait_readable();
+  /// Waits for the socket to be readable or writable, then reads (on_readable) or writes (flush).
+  void wait(boost::asio::socket_base::wait_type type);
   void on_readable();
   /// Parses one read's bytes and acts on every event in them.
   void on_bytes(std::span<std::uint8_t> data);
   void on_peer_close(std::uint16_t code, std::string_view reason);
   void on_peer_gone(std::string_view how);
-  void on_wait_failed(boost::system::error_code ec);
   /// Fails the connection (a protocol error, a message too big): close frame, then a lingering
   /// close that reads and discards for a bounded time so the close frame is not lost to a reset.
   void fail_connection(protocol::CloseCode code, std::string_view reason);

@@ -103,16 +103,27 @@ void BasicWebSocketSession<Socket>::start() {
 template <class Socket>
 void BasicWebSocketSession<Socket>::wait_readable() {
   if (read_waiting_ || done_ || reading_paused_) return;
-  read_waiting_ = true;
-  auto self = this->shared_from_this();
-  socket_.async_wait(boost::asio::socket_base::wait_read, [self = std::move(self)](boost::system::error_code ec) {
-    self->read_waiting_ = false;
+  wait(boost::asio::socket_base::wait_read);
+}
+
+template <class Socket>
+void BasicWebSocketSession<Socket>::wait(boost::asio::socket_base::wait_type type) {
+  const bool read = type == boost::asio::socket_base::wait_read;
+  (read ? read_waiting_ : write_waiting_) = true;
+  socket_.async_wait(type, [self = this->shared_from_this(), read](boost::system::error_code ec) {
+    (read ? self->read_waiting_ : self->write_waiting_) = false;
     if (self->done_) return;
     if (ec) {
-      self->on_wait_failed(ec);
-      return;
+      // The wait itself failed: the socket can no longer be waited on (not a cancellation, which
+      // only finish() makes, after done_ is set). Nothing more will arrive or leave.
+      spdlog::debug("room '{}' client {}: waiting on the connection failed: {}", self->room_id_, self->id_.value,
+                    ec.message());
+      self->on_peer_gone(ec.message());
+    } else if (read) {
+      self->on_readable();
+    } else {
+      self->flush();
     }
-    self->on_readable();
   });
 }
 
@@ -230,14 +241,6 @@ void BasicWebSocketSession<Socket>::on_peer_gone(std::string_view how) {
 }
 
 template <class Socket>
-void BasicWebSocketSession<Socket>::on_wait_failed(boost::system::error_code ec) {
-  // The wait itself failed: the socket can no longer be waited on (not a cancellation, which
-  // only finish() makes, after done_ is set). Nothing more will arrive or leave.
-  spdlog::debug("room '{}' client {}: waiting on the connection failed: {}", room_id_, id_.value, ec.message());
-  on_peer_gone(ec.message());
-}
-
-template <class Socket>
 void BasicWebSocketSession<Socket>::fail_connection(protocol::CloseCode code, std::string_view reason) {
   if (id_.value)
     spdlog::info("room '{}' client {} disconnected (closed by the server, code {}: {})", room_id_, id_.value,
@@ -348,16 +351,7 @@ void BasicWebSocketSession<Socket>::wait_writable() {
   write_waiting_ = true;
   stalled_since_ = Clock::now();
   arm_timer();
-  auto self = this->shared_from_this();
-  socket_.async_wait(boost::asio::socket_base::wait_write, [self = std::move(self)](boost::system::error_code ec) {
-    self->write_waiting_ = false;
-    if (self->done_) return;
-    if (ec) {
-      self->on_wait_failed(ec);
-      return;
-    }
-    self->flush();
-  });
+  wait(boost::asio::socket_base::wait_write);
 }
 
 // --- closing --------------------------------------------------------------------------------------

@@ -72,6 +72,10 @@ class Guest final : public HostedService {
     return HostedService::messages(sender, payloads, ctx);
   }
   void timer(Context& ctx) override { adapter_.timer(ctx); }
+  std::uint32_t last_client_id() const noexcept override {
+    if constexpr (requires { Interface::last_client_id; }) return Interface::last_client_id;
+    return HostedService::last_client_id();
+  }
   bool pending() const noexcept override { return instance_.calls().pending(); }
   void resume(Context& ctx) override { instance_.calls().resume(ctx); }
 

@@ -19,6 +19,9 @@ class InterfaceV1 {
                                               .version_global = "JAMSOCKET_API_VERSION",
                                               .protocol_global = "JAMSOCKET_API_PROTOCOL"};
 
+  /// Client ids are i32 on this interface; a negative one means "everyone except".
+  static constexpr std::uint32_t last_client_id = INT32_MAX;
+
   explicit InterfaceV1(GuestInstance& guest) noexcept : guest_(guest) {}
 
   /// The interface's other exports, once the instance is up; false when one is missing.

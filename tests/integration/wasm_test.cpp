@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "../support/probe_service.hpp"
+#include "../support/room_harness.hpp"
 #include "../support/ws_client.hpp"
 #include "stateroom/hosted_service.hpp"
 #include "stateroom/wasm.hpp"
@@ -256,6 +257,24 @@ INSTANTIATE_TEST_SUITE_P(
                          : c == 'L' ? "InfiniteLoop"
                                     : "UnboundedMemoryGrow");
     });
+
+// A v1 guest's client ids are i32: a room of one hands out ids up to 2^31 - 1 and then refuses
+// new clients with 1013 rather than pass a negative id ("everyone except") to the guest.
+TEST(WasmServe, AV1RoomStopsHandingOutClientIdsAtInt32Max) {
+  auto module = Module::load(engine({}), legacy_path);
+  RoomHarness h(module);
+  auto room = h.worker().find_or_create_room("r");
+  ASSERT_TRUE(room);
+  room->skip_client_ids_to(0x7FFFFFFEu);
+  QueueClient a, b, refused;
+  EXPECT_EQ(room->join(a), ClientId{0x7FFFFFFEu});
+  EXPECT_EQ(room->join(b), ClientId{0x7FFFFFFFu});
+  EXPECT_EQ(room->join(refused), std::nullopt);
+  ASSERT_TRUE(refused.closed_with);
+  EXPECT_EQ(*refused.closed_with, protocol::CloseCode::try_again_later);
+  EXPECT_FALSE(a.closed_with);
+  EXPECT_FALSE(b.closed_with);
+}
 
 // An event the guest's memory cannot hold (the server let through a message larger than it)
 // fails the room with the reason, and closes its clients, instead of leaving it silently broken.

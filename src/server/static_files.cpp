@@ -52,7 +52,11 @@ StaticLookup resolve_static(const fs::path& root, std::string_view url_path) {
 
   if (fs::is_directory(target, ec)) {
     if (!decoded->empty() && decoded->back() != '/') {
-      return {StaticLookup::Kind::redirect, {}, std::string(url_path) + "/"};
+      // The location must stay a path on this server: one that starts with "//" is a
+      // network-path reference (`//sub/` is the host `sub`), so leading slashes collapse to one.
+      std::string_view path = url_path;
+      while (path.starts_with("//")) path.remove_prefix(1);
+      return {StaticLookup::Kind::redirect, {}, std::string(path) + "/"};
     }
     target = fs::weakly_canonical(target / "index.html", ec);
     if (ec || !is_within(canonical_root, target)) return {StaticLookup::Kind::forbidden, {}, {}};

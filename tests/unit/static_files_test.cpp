@@ -54,6 +54,19 @@ TEST_F(StaticFiles, RefusesEscapes) {
   EXPECT_EQ(get("/%").kind, StaticLookup::Kind::bad_request);
 }
 
+TEST_F(StaticFiles, ADirectoryRedirectStaysOnThisServer) {
+  // `//sub` once redirected to `//sub/`, which a browser reads as the host `sub` (found by the
+  // http_route fuzz target).
+  for (std::string_view p : {"//sub", "///sub", "//.", "//./sub"}) {
+    const StaticLookup found = get(p);
+    EXPECT_EQ(found.kind, StaticLookup::Kind::redirect) << p;
+    EXPECT_TRUE(found.location.starts_with("/") && !found.location.starts_with("//")) << p << " -> " << found.location;
+  }
+  EXPECT_EQ(get("//sub").location, "/sub/");
+  EXPECT_EQ(get("///sub").location, "/sub/");
+  EXPECT_EQ(get("//sub//.").location, "/sub//./");
+}
+
 /// The answers of a FileReader, run on the test's thread as a worker's would be.
 struct Answers {
   boost::asio::io_context ioc;

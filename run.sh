@@ -19,6 +19,8 @@ APT_PACKAGES=(
   rustc-web cargo-web rust-web-src
   # the browser test: headless Chromium (driven by playwright-core from npm)
   chromium
+  # the fuzz targets (fuzz/, scripts/fuzz): clang's libFuzzer and sanitizer runtimes for x86_64
+  libclang-rt-14-dev
 )
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }

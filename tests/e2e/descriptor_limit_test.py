@@ -63,6 +63,8 @@ class Server:
         return sum(1 for line in list(self.lines) if re.search(pattern, line))
 
     def stop(self):
+        if failures:  # what the server said, for the failure's reader
+            print("--- server output (last 40 lines) ---\n" + "\n".join(self.lines[-40:]), flush=True)
         self.proc.terminate()
         try:
             self.proc.wait(10)

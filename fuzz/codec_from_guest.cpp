@@ -21,15 +21,10 @@ using codec::MessageFromProcess;
 
 namespace {
 
-std::span<const std::uint8_t> bytes_of(const std::string& s) {
-  return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
-}
-
 void decode_any(std::span<const std::uint8_t> input) {
   const auto d = codec::decode_from_process(input);
   if (!d.ok()) {
-    FUZZ_CHECK(d.error == DecodeError::truncated || d.error == DecodeError::unknown_tag ||
-               d.error == DecodeError::invalid_utf8 || d.error == DecodeError::trailing_bytes);
+    FUZZ_CHECK(fuzz::is_decode_error(d.error));
     return;
   }
   const MessageFromProcess& m = d.value;
@@ -72,7 +67,7 @@ void encode_built(const std::uint8_t* data, std::size_t size) {
   }
   const std::string encoded = codec::encode(m);
   FUZZ_CHECK(encoded.size() == codec::encoded_size(m));
-  const auto d = codec::decode_from_process(bytes_of(encoded));
+  const auto d = codec::decode_from_process(fuzz::bytes_of(encoded));
   if (text && !fuzz::reference_utf8(payload)) {
     FUZZ_CHECK(d.error == DecodeError::invalid_utf8);
     return;

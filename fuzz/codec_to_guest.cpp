@@ -20,15 +20,10 @@ using codec::MessageToProcess;
 
 namespace {
 
-std::span<const std::uint8_t> bytes_of(const std::string& s) {
-  return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
-}
-
 void decode_any(std::span<const std::uint8_t> input) {
   const auto d = codec::decode_to_process(input);
   if (!d.ok()) {
-    FUZZ_CHECK(d.error == DecodeError::truncated || d.error == DecodeError::unknown_tag ||
-               d.error == DecodeError::invalid_utf8 || d.error == DecodeError::trailing_bytes);
+    FUZZ_CHECK(fuzz::is_decode_error(d.error));
     return;
   }
   const MessageToProcess& m = d.value;
@@ -74,7 +69,7 @@ void encode_built(const std::uint8_t* data, std::size_t size) {
     codec::encode_message_to(m.client, m.payload, reinterpret_cast<std::uint8_t*>(direct.data()));
     FUZZ_CHECK(direct == encoded);
   }
-  const auto d = codec::decode_to_process(bytes_of(encoded));
+  const auto d = codec::decode_to_process(fuzz::bytes_of(encoded));
   if (m.kind == MessageToProcess::Kind::message && text && !fuzz::reference_utf8(payload)) {
     FUZZ_CHECK(d.error == DecodeError::invalid_utf8);
     return;

@@ -8,7 +8,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <span>
+#include <string>
 #include <string_view>
+
+#include "stateroom/codec.hpp"
 
 /// Stops the run when `cond` does not hold: libFuzzer reports the abort as a crash and writes the
 /// input that caused it.
@@ -21,6 +24,18 @@
   } while (0)
 
 namespace stateroom::fuzz {
+
+/// The bytes of `s`, as the codec takes them.
+inline std::span<const std::uint8_t> bytes_of(const std::string& s) {
+  return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
+}
+
+/// Whether a failed decode says one of the ways the format can be broken (and nothing else).
+inline bool is_decode_error(codec::DecodeError e) {
+  using codec::DecodeError;
+  return e == DecodeError::truncated || e == DecodeError::unknown_tag || e == DecodeError::invalid_utf8 ||
+         e == DecodeError::trailing_bytes;
+}
 
 /// Where a target keeps its fixture files: memory (/dev/shm) when there is one, since a target that
 /// rewrites a file for every input would otherwise wait on the disk; else the temporary directory.

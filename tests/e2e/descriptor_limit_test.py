@@ -97,6 +97,13 @@ def status_ok(port, deadline=10.0):
     return False
 
 
+def release(server, sockets, message):
+    """Closes the clients' connections; the server must then serve a new request."""
+    for s in sockets:
+        s.close()
+    check(status_ok(server.port), message)
+
+
 def answer(s):
     """What the server wrote to a connection before closing it, or None if it is still open."""
     s.settimeout(0.5)
@@ -124,9 +131,7 @@ def test_budget_refuses_with_503(command):
         check(server.count(r"refused a connection .*--max-connections") == 1,
               "the refusals are logged once (rate-limited): "
               f"{server.count(r'refused a connection')} lines")
-        for s in sockets:
-            s.close()
-        check(status_ok(server.port), "the server serves again once the connections are gone")
+        release(server, sockets, "the server serves again once the connections are gone")
         print(f"done: budget ({len(held)} kept, {len(refused)} refused with 503)", flush=True)
     finally:
         server.stop()
@@ -143,9 +148,7 @@ def test_accept_backs_off_when_out_of_descriptors(command):
         check(used < 0.5, f"out of descriptors, the server does not spin: {used:.2f} s of CPU in 2 s")
         failed = server.count(r"cannot accept connections")
         check(1 <= failed <= 2, f"the accept failure is logged once per 10 s, not per attempt: {failed} lines")
-        for s in sockets:
-            s.close()
-        check(status_ok(server.port), "the server accepts again once descriptors are free")
+        release(server, sockets, "the server accepts again once descriptors are free")
         print(f"done: back-off ({used:.2f} s CPU in 2 s saturated, {failed} log line(s))", flush=True)
     finally:
         server.stop()

@@ -152,10 +152,36 @@ def guest():
     }
 
 
+def deflate():
+    import zlib
+
+    def raw(data, level=1, bits=15, final=False):
+        c = zlib.compressobj(level, zlib.DEFLATED, -bits)
+        out = c.compress(data) + c.flush(zlib.Z_FINISH if final else zlib.Z_SYNC_FLUSH)
+        return out if final else out[:-4]  # without the 00 00 FF FF a sender removes
+
+    msg = b'{"type":"state","players":[{"id":1,"x":12.5},{"id":2,"x":0.5}]}' * 4
+    # Context takeover: the second message refers to the first.
+    c = zlib.compressobj(1, zlib.DEFLATED, -15)
+    first = c.compress(msg) + c.flush(zlib.Z_SYNC_FLUSH)
+    second = c.compress(msg) + c.flush(zlib.Z_SYNC_FLUSH)
+    return {
+        "offer_browser": bytes([6]) + b"permessage-deflate; client_max_window_bits",
+        "offer_many": bytes([3]) + b"permessage-deflate; server_max_window_bits=10; client_no_context_takeover, "
+                                   b"permessage-deflate; client_max_window_bits=\"9\", permessage-deflate",
+        "offer_bad": bytes([6]) + b"permessage-deflate; server_max_window_bits=8, x-foo; a=\"b,c\"",
+        "inflate_one": bytes([0x16]) + raw(msg),
+        "inflate_context": bytes([0x1E]) + first[:-4] + b"\xff\x00" + second[:-4],
+        "inflate_final_block": bytes([0x16]) + raw(b"hello", final=True) + b"\xff\x00" + raw(msg, 6, 9),
+        "inflate_bomb": bytes([0x16]) + raw(b"\0" * (1 << 20), 9),
+    }
+
+
 SEEDS = {
     "codec_to_guest": to_guest,
     "codec_from_guest": from_guest,
     "websocket_frames": frames,
+    "permessage_deflate": deflate,
     "http_route": http,
     "stateroom_toml": toml,
     "wasm_guest_output": guest,

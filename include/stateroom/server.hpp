@@ -40,6 +40,11 @@ struct ServerOptions {
   /// flood of large ones. Larger than `max_message_bytes`, so that an echo of the largest message
   /// fits.
   std::size_t max_queued_bytes = 4 << 20;
+  /// Largest message a room may send. A room that sends a larger one fails (its clients are closed
+  /// with 1011 and the reason is logged) rather than have every recipient closed for a message
+  /// that cannot be delivered. 0: as large as an empty send queue holds (`max_queued_bytes` less
+  /// the frame's header and bookkeeping); a larger value than that is refused at start.
+  std::size_t max_send_bytes = 0;
   /// Bytes of messages a room holds while its service is busy (a WebAssembly guest paused part-way
   /// through a long handler). Past it, the clients sending more stop being read until the room has
   /// worked through half of it: TCP then slows the senders down, and nothing is dropped.
@@ -50,6 +55,10 @@ struct ServerOptions {
   std::chrono::milliseconds ping_interval = std::chrono::seconds(30);
   /// A client that has sent nothing (not even a pong) for this long is closed.
   std::chrono::milliseconds idle_timeout = std::chrono::seconds(120);
+  /// Time an HTTP request (the WebSocket upgrade too) may take to arrive once its first byte has:
+  /// a client trickling its headers holds its connection this long at most. Between requests a
+  /// kept-alive connection may stay silent for 30 s.
+  std::chrono::milliseconds request_timeout = std::chrono::seconds(10);
   /// How long a close handshake (and a graceful shutdown) may take before the socket is dropped.
   std::chrono::milliseconds close_timeout = std::chrono::seconds(5);
   /// Connections open at once (HTTP and WebSocket); past it a new connection is answered 503 and
@@ -65,6 +74,18 @@ struct ServerOptions {
   /// New rooms one IP address may create per second (bursts of twice as many); past it its client
   /// is closed with 1013. 0 = no limit. Loopback clients are not counted against it.
   std::uint32_t max_new_rooms_per_ip = 20;
+  /// permessage-deflate (RFC 7692) with the clients that offer it. Off by default: compression
+  /// costs CPU per message, and pays off for large, repetitive messages (JSON state) on slow links.
+  /// The server compresses each of its messages on its own, once per broadcast however many
+  /// recipients; a client may keep its context between messages (its decompressor then costs the
+  /// connection 2^compression_window_bits bytes plus about 7 KiB). An inflated message counts
+  /// against `max_message_bytes`, so a small compressed message cannot grow past it.
+  bool compression = false;
+  /// The LZ77 window of compressed messages in both directions, 9 to 15 bits (512 B to 32 KiB).
+  int compression_window_bits = 15;
+  /// Messages shorter than this are sent uncompressed (compressing them gains little); so is any
+  /// message that compression would not make smaller.
+  std::size_t compression_threshold = 256;
   /// Files served at `/` (directories serve their index.html); empty = none.
   std::string static_dir{};
   /// Files served at `/client`; empty = none.

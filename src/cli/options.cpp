@@ -125,6 +125,12 @@ std::uint64_t integer(const std::string& text) {
 }
 
 std::size_t size(const std::string& text) { return checked("a size", parse_size)(text); }
+bool toggle(const std::string& text) {
+  const std::string word = lower(text);
+  if (word == "on") return true;
+  if (word == "off") return false;
+  throw std::invalid_argument("on or off");
+}
 std::chrono::milliseconds duration(const std::string& text) { return checked("a duration", parse_duration)(text); }
 
 /// One option: its names, its [server] key and kind (shared with stateroom.toml), the default
@@ -162,6 +168,10 @@ const Spec specs[] = {
      "Bytes queued for one client (frame headers and 16 bytes per message included) before it is closed with "
      "1008 as too slow",
      false, [](Targets& t, const std::string& v) { t.server->max_queued_bytes = size(v); }},
+    {{"--max-send-size", "max_send_size", ValueKind::size}, "--max-send-size", "",
+     "Largest message a room may send; a room sending a larger one fails (1011) (default: what --max-queued "
+     "holds)",
+     false, [](Targets& t, const std::string& v) { t.server->max_send_bytes = size(v); }},
     {{"--max-room-queue", "max_room_queue", ValueKind::size}, "--max-room-queue", "4MiB",
      "Bytes of messages a busy room holds before its senders stop being read until it catches up", false,
      [](Targets& t, const std::string& v) { t.server->max_room_queue_bytes = size(v); }},
@@ -174,6 +184,9 @@ const Spec specs[] = {
     {{"--idle-timeout", "idle_timeout", ValueKind::duration}, "--idle-timeout", "120s",
      "Close a client silent for this long (must exceed the ping interval)", false,
      [](Targets& t, const std::string& v) { t.server->idle_timeout = duration(v); }},
+    {{"--request-timeout", "request_timeout", ValueKind::duration}, "--request-timeout", "10s",
+     "Time an HTTP request (a WebSocket upgrade too) may take to arrive once it has begun", false,
+     [](Targets& t, const std::string& v) { t.server->request_timeout = duration(v); }},
     {{"--close-timeout", "close_timeout", ValueKind::duration}, "--close-timeout", "5s",
      "How long a close handshake may take before the connection is dropped", false,
      [](Targets& t, const std::string& v) { t.server->close_timeout = duration(v); }},
@@ -205,6 +218,17 @@ const Spec specs[] = {
     {{"--max-connections-per-ip", "max_connections_per_ip", ValueKind::count}, "--max-connections-per-ip", "1000",
      "Connections open at once from one IP address (loopback not counted; 0: no limit); past it 503", false,
      [](Targets& t, const std::string& v) { t.server->max_connections_per_ip = integer<0, 100000000>(v); }},
+    {{"--compression", "compression", ValueKind::toggle}, "--compression", "off",
+     "permessage-deflate with clients that offer it (on or off); an inflated message counts against "
+     "--max-message-size",
+     false, [](Targets& t, const std::string& v) { t.server->compression = toggle(v); }},
+    {{"--compression-window-bits", "compression_window_bits", ValueKind::count}, "--compression-window-bits", "15",
+     "LZ77 window of compressed messages, 9 to 15 bits; a client's decompressor costs its connection 2^bits "
+     "bytes plus about 7 KiB",
+     false, [](Targets& t, const std::string& v) { t.server->compression_window_bits = static_cast<int>(integer<9, 15>(v)); }},
+    {{"--compression-threshold", "compression_threshold", ValueKind::size}, "--compression-threshold", "256",
+     "Messages shorter than this are sent uncompressed", false,
+     [](Targets& t, const std::string& v) { t.server->compression_threshold = size(v); }},
     {{"--module-cache", "module_cache", ValueKind::flag}, "--module-cache", "",
      "Keep the compiled module in <module>.cwasm next to it and reuse it on the next start (native code: only "
      "for a directory as trusted as this program)",
@@ -229,6 +253,8 @@ const char* type_name(ValueKind kind) {
       return "LEVEL";
     case ValueKind::path:
       return "DIR";
+    case ValueKind::toggle:
+      return "on|off";
     case ValueKind::text:
     case ValueKind::flag:
       break;
@@ -286,10 +312,12 @@ bool option_defaults_match(std::string* mismatch) {
       {server.room_grace == fresh.room_grace, "--room-grace"},
       {server.max_message_bytes == fresh.max_message_bytes, "--max-message-size"},
       {server.max_queued_bytes == fresh.max_queued_bytes, "--max-queued"},
+      {server.max_send_bytes == fresh.max_send_bytes, "--max-send-size"},
       {server.max_room_queue_bytes == fresh.max_room_queue_bytes, "--max-room-queue"},
       {server.write_timeout == fresh.write_timeout, "--write-timeout"},
       {server.ping_interval == fresh.ping_interval, "--ping-interval"},
       {server.idle_timeout == fresh.idle_timeout, "--idle-timeout"},
+      {server.request_timeout == fresh.request_timeout, "--request-timeout"},
       {server.close_timeout == fresh.close_timeout, "--close-timeout"},
       {limits.memory_bytes == fresh_limits.memory_bytes, "--memory-limit"},
       {limits.cpu_time_per_event == fresh_limits.cpu_time_per_event, "--cpu-limit"},
@@ -297,6 +325,9 @@ bool option_defaults_match(std::string* mismatch) {
       {server.max_new_rooms_per_ip == fresh.max_new_rooms_per_ip, "--max-new-rooms-per-ip"},
       {server.max_connections == fresh.max_connections, "--max-connections"},
       {server.max_connections_per_ip == fresh.max_connections_per_ip, "--max-connections-per-ip"},
+      {server.compression == fresh.compression, "--compression"},
+      {server.compression_window_bits == fresh.compression_window_bits, "--compression-window-bits"},
+      {server.compression_threshold == fresh.compression_threshold, "--compression-threshold"},
   };
   for (const auto& [same, flag] : checks) {
     if (same) continue;

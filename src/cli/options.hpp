@@ -22,7 +22,8 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);
 std::optional<RoomGrace> parse_room_grace(std::string_view text);
 
 /// What an option's value is; the command line and stateroom.toml check it the same way.
-enum class ValueKind { text, port, threads, rooms, count, size, duration, grace, flag, level, path };
+/// `toggle`: `on` or `off` on the command line, a boolean (or "on"/"off") in stateroom.toml.
+enum class ValueKind { text, port, threads, rooms, count, size, duration, grace, flag, toggle, level, path };
 
 /// One option of the server commands: its flag, its `[server]` key in stateroom.toml (empty when
 /// the file has none) and the kind of its value.

@@ -115,6 +115,14 @@ void read_server(const toml::table& server, const ConfigReader& reader, Project&
         if (!node.as_boolean()->get()) continue;
         project.server_args.emplace_back(known->flag);
         continue;
+      case ValueKind::toggle:
+        if (node.as_boolean()) {
+          value = node.as_boolean()->get() ? "on" : "off";
+        } else {
+          value = reader.string(node, name, "true or false");
+          if (value != "on" && value != "off") reader.fail(node.source(), name + " must be true or false");
+        }
+        break;
       case ValueKind::level: {
         value = reader.string(node, name, "a log level");
         if (!is_log_level(value))

@@ -8,15 +8,39 @@
 #include <string>
 #include <string_view>
 
+#include "protocol/deflate.hpp"
 #include "protocol/frame.hpp"
 #include "stateroom/message_payload.hpp"
 
 namespace stateroom::server {
 
+/// What one queued frame costs a client's send queue beyond its bytes: its entry in the queue's
+/// bookkeeping. Counting it bounds a flood of empty messages as well as a flood of large ones.
+inline constexpr std::size_t queued_frame_overhead = 16;
+
+/// The largest payload an empty send queue of `max_queued` bytes takes in one frame.
+constexpr std::size_t largest_queueable(std::size_t max_queued) noexcept {
+  constexpr std::size_t frame_cost = protocol::max_server_header_size + queued_frame_overhead;
+  return max_queued > frame_cost ? max_queued - frame_cost : 0;
+}
+
+/// A message's frame compressed with permessage-deflate: header (RSV1 set) and payload.
+struct DeflatedFrame {
+  int window_bits = 0;  ///< the server window it was compressed for
+  std::array<std::uint8_t, protocol::max_server_header_size> header{};
+  std::uint8_t header_size = 0;
+  /// Empty when the message goes uncompressed (too short, or compression would not shrink it).
+  std::shared_ptr<const std::string> payload;
+
+  std::span<const std::uint8_t> frame_header() const noexcept { return {header.data(), header_size}; }
+  std::size_t wire_size() const noexcept { return header_size + payload->size(); }
+};
+
 /// One message a room sends, as every recipient sees it: the payload (borrowed from the sender for
 /// the duration of the send), its WebSocket frame header encoded once however many recipients
 /// there are, and, for a recipient that must keep a large payload past the send, one shared copy
-/// made for all of them on first need.
+/// made for all of them on first need. For recipients that negotiated compression, the message is
+/// compressed once, on first need, and that frame is shared by all of them.
 class OutgoingMessage {
  public:
   explicit OutgoingMessage(const MessagePayload& payload) noexcept : payload_(payload) {}
@@ -40,12 +64,18 @@ class OutgoingMessage {
     if (!shared_) shared_ = std::make_shared<const std::string>(payload_.view());
     return shared_;
   }
+  /// The message compressed for a server window of `window_bits`, with `deflaters` (those of the
+  /// room's thread); null when it goes as it is: shorter than `threshold`, not made smaller by
+  /// compressing, or zlib failed. Computed for the first recipient that asks, reused by the others.
+  const DeflatedFrame* deflated(protocol::MessageDeflaters& deflaters, int window_bits,
+                                std::size_t threshold) const;
 
  private:
   const MessagePayload& payload_;
   mutable std::array<std::uint8_t, protocol::max_server_header_size> header_{};
   mutable std::uint8_t header_size_ = 0;
   mutable std::shared_ptr<const std::string> shared_;
+  mutable std::unique_ptr<DeflatedFrame> deflated_;
 };
 
 /// What became of a message handed to a client.

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <boost/asio/post.hpp>
+#include <boost/range/iterator_range.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
@@ -27,6 +28,8 @@ namespace http = beast::http;
 namespace {
 constexpr auto http_idle_timeout = std::chrono::seconds(30);
 constexpr std::size_t max_request_body = 64 * 1024;
+/// What the first read of a request asks for (a request line and a few headers).
+constexpr std::size_t idle_read_size = 1024;
 
 // A socket descriptor in transit between workers: closed if the hand-over never runs (shutdown).
 class OwnedFd {
@@ -59,13 +62,33 @@ void HttpSession::read_next() {
   }
   parser_.emplace();
   parser_->body_limit(max_request_body);
+  if (buffer_.size() != 0) {
+    read_request();
+    return;
+  }
+  // Idle between requests: the next one may take its time to begin, but once its first byte is
+  // here the whole request must follow within the request timeout (a client trickling its headers
+  // holds a connection that long at most).
   stream_.expires_after(http_idle_timeout);
+  stream_.async_read_some(buffer_.prepare(idle_read_size),
+                          [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                            self->buffer_.commit(n);
+                            if (ec) {
+                              self->on_read(ec);
+                              return;
+                            }
+                            self->read_request();
+                          });
+}
+
+void HttpSession::read_request() {
+  stream_.expires_after(worker_.shared.options.request_timeout);
   http::async_read(stream_, buffer_, *parser_,
                    [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
 }
 
 void HttpSession::on_read(beast::error_code ec) {
-  if (ec == http::error::end_of_stream || ec == asio::error::operation_aborted ||
+  if (ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::operation_aborted ||
       ec == beast::error::timeout) {
     beast::error_code ignored;
     stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
@@ -283,6 +306,17 @@ void HttpSession::respond(Response&& response) {
                     });
 }
 
+std::optional<protocol::DeflateAgreement> HttpSession::negotiate_compression(const Request& request) const {
+  // The header may come more than once: its values form one list (RFC 9110 §5.3).
+  std::string offers;
+  for (const auto& field : boost::make_iterator_range(request.equal_range(http::field::sec_websocket_extensions))) {
+    if (!offers.empty()) offers += ", ";
+    offers.append(field.value().data(), field.value().size());
+  }
+  if (offers.empty()) return std::nullopt;
+  return protocol::negotiate_deflate(offers, worker_.shared.options.compression_window_bits);
+}
+
 void HttpSession::upgrade(Request&& request, std::string room_id) {
   auto refuse = [&](http::status status, std::string body) {
     auto res = http::response<http::string_body>{status, request.version()};
@@ -307,7 +341,8 @@ void HttpSession::upgrade(Request&& request, std::string room_id) {
     refuse(http::status::bad_request, "data sent before the WebSocket handshake completed\n");
     return;
   }
-  std::string accept = protocol::accept_key(std::string_view(key.data(), key.size()));
+  Handshake accept{.accept_key = protocol::accept_key(std::string_view(key.data(), key.size()))};
+  if (worker_.shared.options.compression) accept.deflate = negotiate_compression(request);
   stream_.expires_never();
   Worker& target = worker_.shared.worker_for_room(room_id);
   asio::ip::tcp::socket socket = stream_.release_socket();

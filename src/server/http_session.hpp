@@ -13,6 +13,7 @@
 #include <string>
 
 #include "admission.hpp"
+#include "protocol/deflate.hpp"
 
 namespace stateroom::server {
 
@@ -31,9 +32,13 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
   using Request = boost::beast::http::request<boost::beast::http::string_body>;
 
   void read_next();
+  /// Reads the rest of a request whose first bytes are in the buffer, within the request timeout.
+  void read_request();
   void on_read(boost::beast::error_code ec);
   void handle(Request&& request);
   void upgrade(Request&& request, std::string room_id);
+  /// permessage-deflate for this upgrade: the client's first acceptable offer, if any.
+  std::optional<protocol::DeflateAgreement> negotiate_compression(const Request& request) const;
   template <class Response>
   void respond(Response&& response);
   void reply(const Request& request, boost::beast::http::status status, std::string_view body,

@@ -32,6 +32,35 @@ void OutputQueue::append(const OutgoingMessage& message) {
   end_frame();
 }
 
+void OutputQueue::append(const DeflatedFrame& frame) {
+  append(frame.frame_header());
+  if (frame.payload->size() >= shared_payload_threshold) {
+    append_shared(frame.payload);
+  } else {
+    append({reinterpret_cast<const std::uint8_t*>(frame.payload->data()), frame.payload->size()});
+  }
+  end_frame();
+}
+
+const DeflatedFrame* OutgoingMessage::deflated(protocol::MessageDeflaters& deflaters, int window_bits,
+                                               std::size_t threshold) const {
+  if (payload_.size() < threshold) return nullptr;
+  if (!deflated_ || deflated_->window_bits != window_bits) {
+    auto frame = std::make_unique<DeflatedFrame>();
+    frame->window_bits = window_bits;
+    std::string compressed;
+    if (deflaters.compress(window_bits, payload_.bytes(), compressed) && compressed.size() < payload_.size()) {
+      frame->header_size = static_cast<std::uint8_t>(protocol::write_header(
+          frame->header.data(), {.opcode = payload_.is_text() ? protocol::Opcode::text : protocol::Opcode::binary,
+                                 .payload_size = compressed.size(),
+                                 .rsv1 = true}));
+      frame->payload = std::make_shared<const std::string>(std::move(compressed));
+    }
+    deflated_ = std::move(frame);
+  }
+  return deflated_->payload ? deflated_.get() : nullptr;
+}
+
 void OutputQueue::end_frame() {
   ends_.push_back(appended_);
 }

@@ -29,6 +29,8 @@ class OutputQueue {
   /// Appends one frame of a room's message: its header, then its payload, copied when small and
   /// shared with the message's other recipients when at least `shared_payload_threshold` bytes.
   void append(const OutgoingMessage& message);
+  /// Appends one compressed frame, its payload copied or shared by the same rule.
+  void append(const DeflatedFrame& frame);
   static constexpr std::size_t shared_payload_threshold = 16 * 1024;
 
   /// Bytes not yet written.

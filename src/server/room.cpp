@@ -268,6 +268,14 @@ bool Room::messages(ClientId sender, std::span<const MessagePayload> payloads, C
 }
 
 void Room::send(MessageRecipient to, const MessagePayload& payload) {
+  const std::size_t max_send = worker_.shared.max_send_bytes();
+  if (payload.size() > max_send) [[unlikely]] {
+    // No client could take it: fail the room with the reason, instead of closing every recipient
+    // as too slow.
+    fail("sent a message of " + std::to_string(payload.size()) + " bytes, over the limit of " +
+         std::to_string(max_send) + " (--max-send-size)");
+    return;
+  }
   if (members_.empty()) return;
   // One message for every recipient: its frame header encoded once, its payload copied into each
   // recipient's queue (or, when large, shared by all of them).

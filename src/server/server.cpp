@@ -193,6 +193,14 @@ Status Server::start() {
   if (options.idle_timeout <= options.ping_interval) {
     return Status::error("the idle timeout must be longer than the ping interval");
   }
+  if (options.max_send_bytes > server::largest_queueable(options.max_queued_bytes) ||
+      server::largest_queueable(options.max_queued_bytes) == 0) {
+    return Status::error("the send queue (--max-queued) must hold the largest message a room may send (--max-send-size)");
+  }
+  if (options.compression_window_bits < protocol::min_server_window_bits ||
+      options.compression_window_bits > protocol::max_window_bits) {
+    return Status::error("the compression window must be 9 to 15 bits");
+  }
   impl.shared.admission.configure({
       .connections = options.max_connections ? options.max_connections : connections_that_fit(),
       .connections_per_ip = options.max_connections_per_ip,

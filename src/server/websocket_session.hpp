@@ -6,17 +6,26 @@
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "client.hpp"
 #include "output_queue.hpp"
 #include "worker.hpp"
+#include "protocol/deflate.hpp"
 #include "protocol/parser.hpp"
 #include "stateroom/client_id.hpp"
 
 namespace stateroom::server {
 
 class Room;
+
+/// What the opening handshake settled: the 101 response's headers and how the session speaks.
+struct Handshake {
+  std::string accept_key;  ///< the Sec-WebSocket-Accept answering the client's key
+  /// permessage-deflate, when the server has it on and the client offered what it can accept.
+  std::optional<protocol::DeflateAgreement> deflate{};
+};
 
 /// One client: frames come in through the I/O-free parser and go to the room; the room's sends are
 /// corked in the output queue and leave once per pass of the event loop, in one gathered write
@@ -34,9 +43,9 @@ class BasicWebSocketSession final : public Client,
                                     public Corked,
                                     public std::enable_shared_from_this<BasicWebSocketSession<Socket>> {
  public:
-  /// `accept_key` is the Sec-WebSocket-Accept of the client's handshake, already validated.
-  /// `ticket` is the connection's place in the budgets (none in tests).
-  BasicWebSocketSession(Worker& worker, Socket socket, std::string accept_key, std::string room_id,
+  /// `handshake` answers the client's upgrade request, already validated. `ticket` is the
+  /// connection's place in the budgets (none in tests).
+  BasicWebSocketSession(Worker& worker, Socket socket, Handshake handshake, std::string room_id,
                         ConnectionTicket ticket = {});
   ~BasicWebSocketSession();
   BasicWebSocketSession(const BasicWebSocketSession&) = delete;
@@ -64,6 +73,9 @@ class BasicWebSocketSession final : public Client,
   void on_readable();
   /// Parses one read's bytes and acts on every event in them.
   void on_bytes(std::span<std::uint8_t> data);
+  /// Decompresses a compressed message into the worker's buffer; false when it failed the
+  /// connection (corrupt, too big once inflated, text that is not UTF-8).
+  bool inflate(const protocol::Event& e, std::span<const std::uint8_t>& payload);
   void on_peer_close(std::uint16_t code, std::string_view reason);
   void on_peer_gone(std::string_view how);
   /// Fails the connection (a protocol error, a message too big): close frame, then a lingering
@@ -87,7 +99,10 @@ class BasicWebSocketSession final : public Client,
   protocol::Parser parser_;
   OutputQueue out_;
   const std::string room_id_;
-  std::string accept_key_;  ///< until the 101 is queued
+  Handshake handshake_;  ///< the 101's contents until it is queued; then the agreed compression
+  /// The client's decompressor when it keeps its context between messages (made on its first
+  /// compressed message); otherwise the worker's serves every message.
+  std::unique_ptr<protocol::Inflater> inflater_;
   std::string remote_;
   ConnectionTicket ticket_;
 

@@ -18,9 +18,7 @@ namespace stateroom::server {
 
 namespace session_detail {
 
-/// What one queued frame costs beyond its bytes: its entry in the queue's bookkeeping. Counting it
-/// bounds a flood of empty messages as well as a flood of large ones.
-inline constexpr std::size_t frame_overhead = 16;
+
 /// Buffers in one gathered write.
 inline constexpr std::size_t max_write_buffers = 16;
 /// Reads in a row from one socket before the others get their turn.
@@ -40,14 +38,15 @@ std::string describe_remote(const Socket& socket) {
 }  // namespace session_detail
 
 template <class Socket>
-BasicWebSocketSession<Socket>::BasicWebSocketSession(Worker& worker, Socket socket, std::string accept_key,
+BasicWebSocketSession<Socket>::BasicWebSocketSession(Worker& worker, Socket socket, Handshake handshake,
                                                      std::string room_id, ConnectionTicket ticket)
     : worker_(worker),
       socket_(std::move(socket)),
       timer_(worker.ioc),
-      parser_({.max_message_size = worker.shared.options.max_message_bytes}),
+      parser_({.max_message_size = worker.shared.options.max_message_bytes,
+               .allow_rsv1 = handshake.deflate.has_value()}),
       room_id_(std::move(room_id)),
-      accept_key_(std::move(accept_key)),
+      handshake_(std::move(handshake)),
       remote_(session_detail::describe_remote(socket_)),
       ticket_(std::move(ticket)) {
   ++worker_.websocket_sessions;
@@ -66,12 +65,17 @@ void BasicWebSocketSession<Socket>::start() {
     spdlog::debug("room '{}': cannot use the connection from {}: {}", room_id_, remote_, ec.message());
     return;
   }
-  const std::string response =
+  std::string response =
       "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " +
-      accept_key_ + "\r\nServer: stateroom\r\n\r\n";
+      handshake_.accept_key + "\r\n";
+  if (handshake_.deflate) {
+    response += "Sec-WebSocket-Extensions: " + handshake_.deflate->response + "\r\n";
+    handshake_.deflate->response = {};
+  }
+  response += "Server: stateroom\r\n\r\n";
   out_.append({reinterpret_cast<const std::uint8_t*>(response.data()), response.size()});
   out_.end_frame();
-  accept_key_ = {};
+  handshake_.accept_key = {};
   last_heard_ = Clock::now();
   cork();
   wait_readable();  // also carries the close handshake, whatever happens next
@@ -183,8 +187,13 @@ void BasicWebSocketSession<Socket>::on_bytes(std::span<std::uint8_t> data) {
       case protocol::Event::Kind::message:
         if (room_) {
           const auto kind = e.opcode == protocol::Opcode::text ? PayloadKind::text : PayloadKind::binary;
-          batch.push_back(MessagePayload::view(kind, e.payload));
-          const bool in_place = e.payload.empty() || (e.payload.data() >= read_begin && e.payload.data() < read_end);
+          std::span<const std::uint8_t> payload = e.payload;
+          if (e.compressed) {
+            hand_over();  // what came before it reaches the room first, whatever becomes of it
+            if (!inflate(e, payload)) return;
+          }
+          batch.push_back(MessagePayload::view(kind, payload));
+          const bool in_place = payload.empty() || (payload.data() >= read_begin && payload.data() < read_end);
           if (!in_place) hand_over();
         }
         break;
@@ -204,6 +213,34 @@ void BasicWebSocketSession<Socket>::on_bytes(std::span<std::uint8_t> data) {
     }
     if (done_) return;
   }
+}
+
+template <class Socket>
+bool BasicWebSocketSession<Socket>::inflate(const protocol::Event& e, std::span<const std::uint8_t>& payload) {
+  const auto& deflate = handshake_.deflate->params;
+  auto& compression = worker_.compression();
+  protocol::Inflater* inflater = &compression.inflater;
+  if (!deflate.client_no_context_takeover) {
+    if (!inflater_) inflater_ = std::make_unique<protocol::Inflater>(deflate.client_window_bits, true);
+    inflater = inflater_.get();
+  }
+  std::string& out = compression.inflated;
+  switch (inflater->inflate(e.payload, worker_.shared.options.max_message_bytes, out)) {
+    case protocol::Inflater::Result::ok:
+      break;
+    case protocol::Inflater::Result::too_big:
+      fail_connection(protocol::CloseCode::message_too_big, "message too big once decompressed");
+      return false;
+    case protocol::Inflater::Result::corrupt:
+      fail_connection(protocol::CloseCode::invalid_payload, "a compressed message is not valid deflate data");
+      return false;
+  }
+  if (e.opcode == protocol::Opcode::text && !is_valid_utf8(out)) {
+    fail_connection(protocol::CloseCode::invalid_payload, "a text message is not valid UTF-8");
+    return false;
+  }
+  payload = {reinterpret_cast<const std::uint8_t*>(out.data()), out.size()};
+  return true;
 }
 
 template <class Socket>
@@ -265,14 +302,19 @@ void BasicWebSocketSession<Socket>::resume_reading() {
 
 template <class Socket>
 std::size_t BasicWebSocketSession<Socket>::queued_charge() const noexcept {
-  return out_.size() + out_.frames() * session_detail::frame_overhead;
+  return out_.size() + out_.frames() * queued_frame_overhead;
 }
 
 template <class Socket>
 SendResult BasicWebSocketSession<Socket>::send(const OutgoingMessage& message) {
   if (closing_ || done_) return SendResult::sent;  // no longer a member: nothing more is queued
-  const std::size_t limit = worker_.shared.options.max_queued_bytes;
-  const std::size_t charge = message.wire_size() + session_detail::frame_overhead;
+  const auto& options = worker_.shared.options;
+  const std::size_t limit = options.max_queued_bytes;
+  const DeflatedFrame* deflated =
+      handshake_.deflate ? message.deflated(worker_.compression().deflaters, handshake_.deflate->params.server_window_bits,
+                                            options.compression_threshold)
+                         : nullptr;
+  const std::size_t charge = (deflated ? deflated->wire_size() : message.wire_size()) + queued_frame_overhead;
   if (queued_charge() + charge > limit) {
     spdlog::warn("room '{}' client {} reads too slowly ({} bytes queued, {} more, limit {}): closing with 1008",
                  room_id_, id_.value, queued_charge(), charge, limit);
@@ -280,7 +322,11 @@ SendResult BasicWebSocketSession<Socket>::send(const OutgoingMessage& message) {
     begin_close(protocol::CloseCode::policy_violation, "send queue full", Drop::unstarted);
     return SendResult::dropped;
   }
-  out_.append(message);
+  if (deflated) {
+    out_.append(*deflated);
+  } else {
+    out_.append(message);
+  }
   cork();
   return queued_charge() > limit / 2 ? SendResult::backpressure : SendResult::sent;
 }

@@ -14,7 +14,9 @@
 #include <vector>
 
 #include "admission.hpp"
+#include "client.hpp"
 #include "file_reader.hpp"
+#include "protocol/deflate.hpp"
 #include "stateroom/server.hpp"
 
 namespace stateroom::server {
@@ -43,6 +45,11 @@ struct Shared {
   /// Swapped by Server::replace_factory; rooms read it when they are created.
   std::atomic<std::shared_ptr<const FactoryVersion>> factory;
   ServerOptions options;
+  /// The largest message a room may send: options.max_send_bytes, or what an empty send queue
+  /// holds.
+  std::size_t max_send_bytes() const noexcept {
+    return options.max_send_bytes ? options.max_send_bytes : largest_queueable(options.max_queued_bytes);
+  }
   /// The connection and room budgets (configured from `options` when the server starts).
   Admission admission;
   std::vector<std::unique_ptr<Worker>> workers;
@@ -75,6 +82,20 @@ struct Worker {
   /// buffer; kept for its capacity).
   std::vector<MessagePayload> inbound;
 
+  /// permessage-deflate, for the connections that negotiated it: the compressors of outgoing
+  /// messages (one per window size in use), the decompressor of clients that compress every
+  /// message on its own, and the buffer a decompressed message is handed to its room from. Made
+  /// on first need: a server without compression holds none of it.
+  struct Compression {
+    protocol::MessageDeflaters deflaters;
+    protocol::Inflater inflater{protocol::max_window_bits, false};
+    std::string inflated;
+  };
+  Compression& compression() {
+    if (!compression_) compression_ = std::make_unique<Compression>();
+    return *compression_;
+  }
+
   /// Queues `session` to be flushed once the ready handlers of this pass of the event loop have
   /// run: whatever its room sends meanwhile leaves in one write.
   void cork(std::shared_ptr<Corked> session);
@@ -86,6 +107,8 @@ struct Worker {
   /// failed in `init` (logged), or when a budget refuses a new room (then `*refused` says which).
   std::shared_ptr<Room> find_or_create_room(const std::string& room_id, const PeerAddress* creator = nullptr,
                                             std::optional<Refusal>* refused = nullptr);
+
+  std::unique_ptr<Compression> compression_;
 
   // Declared last so it is destroyed first: handlers still queued in it are destroyed while the
   // rest of the worker is alive.

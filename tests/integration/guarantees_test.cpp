@@ -68,6 +68,32 @@ TEST(Requests, AnOversizedRequestIsAnswered413OnceAndClosed) {
   EXPECT_TRUE(closed);
 }
 
+// --request-timeout: a request that has begun must arrive whole in time (a client trickling its
+// headers is cut off), while a kept-alive connection that is silent between requests is not.
+TEST(Requests, ARequestThatTricklesInIsCutOffAtTheRequestTimeout) {
+  auto log = std::make_shared<EventLog>();
+  ServerOptions options;
+  options.request_timeout = 300ms;
+  TestServer server(probe_factory(log), options);
+  const auto started = std::chrono::steady_clock::now();
+  const auto [answer, closed] = exchange(server.port(), "GET /status HTTP/1.1\r\nHost: x\r\nX-Slow: ", 5s);
+  const auto took = std::chrono::steady_clock::now() - started;
+  EXPECT_TRUE(closed) << "cut off";
+  EXPECT_EQ(answer, "") << "nothing answered to half a request";
+  EXPECT_LT(took, 4s) << "within the request timeout, not the 30 s keep-alive";
+  // A connection silent for longer than the request timeout, then sending a whole request, is
+  // answered: silence between requests is the keep-alive's.
+  asio::io_context ioc;
+  tcp::socket socket(ioc);
+  socket.connect({asio::ip::make_address("127.0.0.1"), server.port()});
+  std::this_thread::sleep_for(600ms);
+  asio::write(socket, asio::buffer(std::string("GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")));
+  std::string reply;
+  boost::system::error_code ec;
+  asio::read(socket, asio::dynamic_buffer(reply), ec);
+  EXPECT_TRUE(reply.starts_with("HTTP/1.1 200 OK\r\n")) << reply;
+}
+
 TEST(Requests, BytesThatAreNotHttpAreAnswered400AndClosed) {
   auto log = std::make_shared<EventLog>();
   TestServer server(probe_factory(log));
@@ -221,6 +247,54 @@ TEST(Budgets, ConnectionsBeyondMaxConnectionsAreAnswered503) {
     again = exchange(server.port(), "GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").first;
   }
   EXPECT_TRUE(again.starts_with("HTTP/1.1 200 OK\r\n")) << again;
+}
+
+// --max-send-size: a room that sends a message larger than any client could take fails with the
+// reason, instead of closing every recipient as too slow; other rooms go on.
+TEST(Budgets, ARoomSendingAMessageOverTheLimitFails) {
+  auto log = std::make_shared<EventLog>();
+  ServerOptions options;
+  options.max_send_bytes = 1000;
+  TestServer server(probe_factory(log), options);
+  auto a = WsClient::connect(server.port(), "/ws/big");
+  auto b = WsClient::connect(server.port(), "/ws/big");
+  auto other = WsClient::connect(server.port(), "/ws/other");
+  ASSERT_TRUE(a && b && other);
+  ASSERT_TRUE(a->read_until("you are 1") && b->read_until("you are 2") && other->read_until("you are 1"));
+  a->send_text("flood:1:1000");  // exactly the limit: delivered
+  auto got = b->read();
+  ASSERT_TRUE(got && got->kind == Received::Kind::text && got->data == std::string(1000, 'x'));
+  a->send_text("flood:1:1001");
+  EXPECT_EQ(a->read_until_closed(), 1011);
+  EXPECT_EQ(b->read_until_closed(), 1011);
+  other->send_text("echo:fine");
+  EXPECT_TRUE(other->read_until("fine"));
+}
+
+// The default limit is what an empty send queue holds: a larger message fails its room rather
+// than being dropped with every recipient closed as too slow.
+TEST(Budgets, TheDefaultSendLimitIsWhatTheQueueHolds) {
+  auto log = std::make_shared<EventLog>();
+  ServerOptions options;
+  options.max_queued_bytes = 64 * 1024;
+  TestServer server(probe_factory(log), options);
+  auto a = WsClient::connect(server.port(), "/ws/q");
+  ASSERT_TRUE(a && a->read_until("you are 1"));
+  a->send_text("flood:1:" + std::to_string(64 * 1024 - 26));  // header 10, bookkeeping 16: fits
+  auto got = a->read();
+  ASSERT_TRUE(got && got->kind == Received::Kind::text && got->data.size() == 64 * 1024 - 26);
+  a->send_text("flood:1:" + std::to_string(64 * 1024 - 25));
+  EXPECT_EQ(a->read_until_closed(), 1011);
+}
+
+TEST(Budgets, ASendLimitTheQueueCannotHoldIsRefusedAtStart) {
+  ServerOptions options;
+  options.max_queued_bytes = 1 << 20;
+  options.max_send_bytes = 2 << 20;
+  Server server(probe_factory(std::make_shared<EventLog>()), options);
+  const Status started = server.start();
+  ASSERT_FALSE(started.ok());
+  EXPECT_NE(started.message().find("--max-send-size"), std::string::npos) << started.message();
 }
 
 }  // namespace

@@ -16,7 +16,21 @@ using asio::ip::tcp;
 std::unique_ptr<WsClient> WsClient::connect(std::uint16_t port, const std::string& target,
                                             std::chrono::milliseconds timeout, int receive_buffer,
                                             const std::string& host, std::string* error) {
+  return open(port, target, timeout, receive_buffer, host, error, nullptr);
+}
+
+std::unique_ptr<WsClient> WsClient::connect_compressed(std::uint16_t port, const std::string& target,
+                                                       const websocket::permessage_deflate& deflate,
+                                                       std::string* error) {
+  return open(port, target, 5s, 0, "127.0.0.1", error, &deflate);
+}
+
+std::unique_ptr<WsClient> WsClient::open(std::uint16_t port, const std::string& target,
+                                         std::chrono::milliseconds timeout, int receive_buffer,
+                                         const std::string& host, std::string* error,
+                                         const websocket::permessage_deflate* deflate) {
   std::unique_ptr<WsClient> c(new WsClient);
+  if (deflate) c->ws_.set_option(*deflate);
   auto& socket = beast::get_lowest_layer(c->ws_).socket();
   const tcp::endpoint endpoint(asio::ip::make_address(host), port);
   beast::error_code ec;
@@ -49,6 +63,8 @@ std::unique_ptr<WsClient> WsClient::connect(std::uint16_t port, const std::strin
                std::to_string(response.result_int()) + ")";
     return nullptr;
   }
+  const auto extensions = response[http::field::sec_websocket_extensions];
+  c->extensions_.assign(extensions.data(), extensions.size());
   return c;
 }
 

@@ -34,6 +34,14 @@ class WsClient {
                                            const std::string& host = "127.0.0.1",
                                            std::string* error = nullptr);
 
+  /// connect, offering permessage-deflate with Beast's `deflate` settings (its own implementation:
+  /// the server's is checked against another). extensions() then holds the server's answer.
+  static std::unique_ptr<WsClient> connect_compressed(std::uint16_t port, const std::string& target,
+                                                      const boost::beast::websocket::permessage_deflate& deflate,
+                                                      std::string* error = nullptr);
+  /// The Sec-WebSocket-Extensions of the server's 101 (empty when it agreed to none).
+  const std::string& extensions() const { return extensions_; }
+
   void send_text(const std::string& text, std::chrono::milliseconds timeout = 5s);
   void send_binary(const std::string& bytes, std::chrono::milliseconds timeout = 5s);
   /// The next message, the close, or nothing when `timeout` passes first (the read then stays
@@ -50,6 +58,9 @@ class WsClient {
 
  private:
   WsClient() = default;
+  static std::unique_ptr<WsClient> open(std::uint16_t port, const std::string& target, std::chrono::milliseconds timeout,
+                                        int receive_buffer, const std::string& host, std::string* error,
+                                        const boost::beast::websocket::permessage_deflate* deflate);
   bool run_until(bool& done, std::chrono::milliseconds timeout);
   void write(const std::string& data, bool binary, std::chrono::milliseconds timeout);
 
@@ -59,6 +70,7 @@ class WsClient {
   bool reading_ = false;
   bool read_done_ = false;
   boost::beast::error_code read_error_;
+  std::string extensions_;
 };
 
 /// A plain HTTP/1.1 GET (or HEAD) with a raw target; returns status, headers and body.

@@ -57,6 +57,7 @@ memory_limit = 33554432
 cpu_limit = "250ms"
 module_cache = true
 log_level = "debug"
+compression = true
 )");
   const Project p = Project::load(dir_ / "stateroom.toml");
   EXPECT_EQ(p.dir, dir_);
@@ -66,7 +67,7 @@ log_level = "debug"
   EXPECT_EQ(*p.static_dir, dir_ / "static");
   // In key order (the order toml++ keeps), each as `stateroom serve` takes it.
   const std::vector<std::string> expected = {
-      "--cpu-limit",  "250ms",     "--host",       "127.0.0.1", "--idle-timeout",  "90",
+      "--compression", "on",       "--cpu-limit",  "250ms",     "--host",       "127.0.0.1", "--idle-timeout",  "90",
       "--log-level",  "debug",     "--max-queued", "2MiB",      "--memory-limit",  "33554432",
       "--module-cache", "--port",  "9000",         "--room-grace", "never"};
   EXPECT_EQ(p.server_args, expected);
@@ -87,9 +88,12 @@ TEST_F(ProjectTest, EveryMistakeNamesItsLineAndKey) {
             "1: unknown key 'statc_files' (known: static_files, [service], [server])");
   EXPECT_EQ(error("[service]\ntarget = \"x\"\n[server]\nportt = 1\n"),
             "4: unknown key 'server.portt' (known: host, port, threads, client_files, default_room, room_grace, "
-            "max_message_size, max_queued, max_room_queue, write_timeout, ping_interval, idle_timeout, close_timeout, "
-            "log_level, memory_limit, cpu_limit, max_rooms, max_new_rooms_per_ip, max_connections, "
-            "max_connections_per_ip, module_cache)");
+            "max_message_size, max_queued, max_send_size, max_room_queue, write_timeout, ping_interval, idle_timeout, "
+            "request_timeout, close_timeout, log_level, memory_limit, cpu_limit, max_rooms, max_new_rooms_per_ip, "
+            "max_connections, max_connections_per_ip, compression, compression_window_bits, compression_threshold, "
+            "module_cache)");
+  EXPECT_EQ(error("[service]\ntarget = \"x\"\n[server]\ncompression = \"yes\"\n"),
+            "4: server.compression must be true or false");
   EXPECT_EQ(error("[service]\ntarget = \"x\"\n[server]\nport = \"eighty\"\n"),
             "4: server.port must be an integer from 0 to 65535");
   EXPECT_EQ(error("[service]\ntarget = \"x\"\n[server]\nport = 70000\n"),

@@ -239,7 +239,7 @@ class SessionFaultTest : public ::testing::Test {
     std::weak_ptr<FaultSession> watch;
     {
       auto session =
-          std::make_shared<FaultSession>(worker, FaultSocket(peer), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", "room");
+          std::make_shared<FaultSession>(worker, FaultSocket(peer), server::Handshake{.accept_key = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="}, "room");
       watch = session;
       session->start();
     }

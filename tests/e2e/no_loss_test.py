@@ -29,7 +29,6 @@ import collections
 import os
 import random
 import re
-import signal
 import socket
 import sys
 import time

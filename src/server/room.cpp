@@ -101,6 +101,9 @@ bool Room::invoke(const Event& event) {
         service_->init(*this);
         break;
       case EventKind::connect:
+        // A client joining a busy room waits for its `connect` behind the events queued before
+        // it; what they send is not for it.
+        if (Member* m = member(event.client)) m->connected = true;
         service_->connect(event.client, *this);
         break;
       case EventKind::disconnect:
@@ -170,6 +173,12 @@ std::optional<ClientId> Room::join(Client& member) {
   deliver(Event{EventKind::connect, client});
   if (!alive()) return std::nullopt;
   return client;
+}
+
+Room::Member* Room::member(ClientId client) {
+  auto it = std::lower_bound(members_.begin(), members_.end(), client,
+                             [](const Member& m, ClientId c) { return m.id < c; });
+  return it != members_.end() && it->id == client ? &*it : nullptr;
 }
 
 void Room::remove_member(ClientId client) {
@@ -285,16 +294,14 @@ void Room::send(MessageRecipient to, const MessagePayload& payload) {
     if (m.client->send(message) == SendResult::dropped) evicted_.push_back(m.id);
   };
   if (to.kind == MessageRecipient::Kind::client) {
-    auto it = std::lower_bound(members_.begin(), members_.end(), to.id,
-                               [](const Member& m, ClientId c) { return m.id < c; });
-    if (it != members_.end() && it->id == to.id) {
-      deliver(*it);
+    if (Member* m = member(to.id); m && m->connected) {
+      deliver(*m);
     } else {
       spdlog::debug("room '{}': message to client {} dropped (not connected)", id_, to.id.value);
     }
   } else {
     for (auto& m : members_) {
-      if (to.includes(m.id)) deliver(m);
+      if (m.connected && to.includes(m.id)) deliver(m);
     }
   }
   if (evicted_.empty()) return;

@@ -87,6 +87,7 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   struct Member {
     ClientId id;
     Client* client;
+    bool connected = false;  ///< its `connect` has run: the room's sends reach it from then on
   };
   enum class EventKind : std::uint8_t { init, connect, disconnect, message, timer };
   struct Event {
@@ -113,6 +114,8 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   bool settle();
   /// Schedules the paused service's next `resume` behind the worker's other ready work.
   void schedule_resume();
+  /// The member with this id, or null.
+  Member* member(ClientId client);
   void remove_member(ClientId client);
   /// The last member left: the grace period starts.
   void start_grace();

@@ -206,5 +206,42 @@ TEST_F(RoomTest, ABroadcastIsEncodedOnceAndALargePayloadShared) {
   EXPECT_NE(a.payload_bytes(), b.payload_bytes()) << "a small payload is copied into each queue";
 }
 
+/// A hosted service whose `message` pauses for a slice and broadcasts the message when it resumes,
+/// as a guest does that computes across its millisecond slices; it greets each client on connect.
+struct PausesThenBroadcasts : HostedService {
+  void connect(ClientId client, Context& ctx) override { ctx.send(client, "welcome"); }
+  void message(ClientId, const MessagePayload& payload, Context&) override {
+    unsent_ = std::string(payload.view());
+    paused_ = true;
+  }
+  bool pending() const noexcept override { return paused_; }
+  void resume(Context& ctx) override {
+    paused_ = false;
+    ctx.send(broadcast(), unsent_);
+  }
+  std::string unsent_;
+  bool paused_ = false;
+};
+
+// README: "a client never receives a message sent before its connect", also when it joins a room
+// whose service is paused: its `connect` waits behind the paused handler and the events queued
+// before it, and what they send does not reach it.
+TEST_F(RoomTest, AClientJoiningAPausedRoomGetsNothingSentBeforeItsConnect) {
+  RoomHarness h(make_factory<PausesThenBroadcasts>());
+  auto room = h.worker().find_or_create_room("r");
+  QueueClient a, b;
+  const auto id = room->join(a);
+  ASSERT_TRUE(id);
+  room->message(*id, MessagePayload("paused"), a);  // pauses
+  room->message(*id, MessagePayload("queued"), a);  // waits behind it
+  ASSERT_TRUE(room->join(b));                       // its connect waits behind both
+  h.worker().ioc.poll();
+  EXPECT_EQ(a.delivered, 3u) << "a's welcome and both broadcasts";
+  EXPECT_EQ(b.delivered, 1u) << "b's welcome only: both broadcasts were made before its connect";
+  room->message(*id, MessagePayload("after"), a);
+  h.worker().ioc.poll();
+  EXPECT_EQ(b.delivered, 2u) << "what is sent after its connect reaches it";
+}
+
 }  // namespace
 }  // namespace stateroom::test

@@ -8,6 +8,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "service.hpp"
 
@@ -90,7 +92,23 @@ struct ServerOptions {
   std::string static_dir{};
   /// Files served at `/client`; empty = none.
   std::string client_dir{};
+  /// Origins whose pages may connect, as browsers send them in the `Origin` header:
+  /// `https://example.com`, `http://localhost:8080` (scheme and host in any case, a default port
+  /// or not), or `*` for any. An upgrade with another Origin is answered 403. One without an
+  /// Origin header is let through: browsers always send it, and a program that is not a browser
+  /// could send any (the check keeps other sites' pages out; a token keeps strangers out).
+  /// Empty: no check.
+  std::vector<std::string> allowed_origins{};
+  /// The key of the HMAC-SHA256 tokens every upgrade must then carry, in `?token=` or an
+  /// `Authorization: Bearer` header (the format: docs/auth.md): none or a malformed one is
+  /// answered 401; a bad signature, an expired token or one for another room, 403. At least 16
+  /// bytes (32 random ones are best). Empty: no token needed.
+  std::string auth_token_secret{};
 };
+
+/// Whether `entry` can stand in ServerOptions::allowed_origins: `*`, or `scheme://host[:port]`
+/// with no path.
+bool is_origin_entry(std::string_view entry) noexcept;
 
 /// Why a call failed, when it did.
 class [[nodiscard]] Status {

@@ -4,9 +4,12 @@
 // source compiles natively and for wasm32-wasi.
 #pragma once
 
+#include <cstdint>
 #include <memory>
+#include <string>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 
 #include "client_id.hpp"
 #include "context.hpp"
@@ -39,10 +42,56 @@ class Service {
   virtual void timer(Context&) {}
 };
 
-/// Builds the service of each new room. `create` may be called from several threads at once.
+/// A connection asking to join a room: its WebSocket upgrade request, as the server read it. A
+/// view, valid only during ServiceFactory::admit: copy what you keep.
+class ConnectionRequest {
+ public:
+  /// The room it asks for, percent-decoded (the default room for `/ws`).
+  virtual std::string_view room_id() const noexcept = 0;
+  /// The path of the request target as sent, not decoded: `/ws/lobby`.
+  virtual std::string_view path() const noexcept = 0;
+  /// The query string after `?` as sent, not decoded (`token=...&user=7`); empty when there is none.
+  virtual std::string_view query() const noexcept = 0;
+  /// The value of header `name` (any case), the first one when it is repeated; empty when absent.
+  virtual std::string_view header(std::string_view name) const noexcept = 0;
+  /// The peer's IP address: `203.0.113.7` (IPv4, also when it came over an IPv6 socket) or
+  /// `2001:db8::1`. Behind a reverse proxy it is the proxy's.
+  virtual std::string_view remote_address() const noexcept = 0;
+
+ protected:
+  ~ConnectionRequest() = default;
+};
+
+/// What ServiceFactory::admit decides about a connection.
+struct Verdict {
+  enum class Kind : std::uint8_t {
+    accept,        ///< the upgrade goes ahead
+    unauthorized,  ///< answered 401: the request does not show who it is from (no or unreadable credentials)
+    forbidden,     ///< answered 403: it does, and they may not join this room
+  };
+  Kind kind = Kind::accept;
+  /// A refusal's reason, one line: the body of the response (and the log's).
+  std::string reason{};
+
+  static Verdict accept() { return {}; }
+  static Verdict unauthorized(std::string reason) { return {Kind::unauthorized, std::move(reason)}; }
+  static Verdict forbidden(std::string reason) { return {Kind::forbidden, std::move(reason)}; }
+  bool accepted() const noexcept { return kind == Kind::accept; }
+};
+
+/// Builds the service of each new room. `create` and `admit` may be called from several threads
+/// at once.
 class ServiceFactory {
  public:
   virtual ~ServiceFactory() = default;
+
+  /// Whether `request` may join its room, decided before the WebSocket upgrade: a refusal is
+  /// answered 401 or 403 with the verdict's reason as the body, the connection is closed, and
+  /// nothing of the room runs. Called for every upgrade on the worker thread that read it (not
+  /// necessarily the room's), after the server's own checks (the route, the handshake, the
+  /// allowed origins and the auth token): it holds up that worker's rooms while it runs, so it
+  /// should decide from the request alone. The default accepts every connection.
+  virtual Verdict admit(const ConnectionRequest& /*request*/) { return Verdict::accept(); }
 
   /// Builds the service for room `room_id`. `ctx` is the new room's context (valid only during
   /// this call). Returns nullptr when the service cannot be built, after reporting why through

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <cstring>
 #include <iterator>
@@ -27,6 +29,12 @@ bool take(std::atomic<std::size_t>& counter, std::size_t limit) noexcept {
   return true;
 }
 
+/// ::ffff:a.b.c.d, the form an IPv4 address takes here.
+bool is_v4_mapped(const PeerAddress& a) noexcept {
+  static constexpr std::uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  return std::memcmp(a.data(), mapped, 12) == 0;
+}
+
 }  // namespace
 
 PeerAddress peer_address(const boost::asio::ip::address& address) noexcept {
@@ -36,9 +44,14 @@ PeerAddress peer_address(const boost::asio::ip::address& address) noexcept {
 }
 
 bool is_loopback(const PeerAddress& a) noexcept {
-  static constexpr std::uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-  if (std::memcmp(a.data(), mapped, 12) == 0) return a[12] == 127;
+  if (is_v4_mapped(a)) return a[12] == 127;
   return std::all_of(a.begin(), a.end() - 1, [](std::uint8_t b) { return b == 0; }) && a[15] == 1;
+}
+
+std::string_view format_peer_address(const PeerAddress& a, std::array<char, 46>& buffer) noexcept {
+  const bool v4 = is_v4_mapped(a);
+  if (!::inet_ntop(v4 ? AF_INET : AF_INET6, a.data() + (v4 ? 12 : 0), buffer.data(), buffer.size())) return {};
+  return buffer.data();
 }
 
 void RefusalLog::report(Refusal why, std::string_view detail) {

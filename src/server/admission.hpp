@@ -21,15 +21,22 @@ PeerAddress peer_address(const boost::asio::ip::address& address) noexcept;
 /// health checks), which the per-address budgets do not count.
 bool is_loopback(const PeerAddress& address) noexcept;
 
-/// What a budget refused, or what went wrong taking a connection.
+/// The address in text: `203.0.113.7` for IPv4 (mapped or not), `2001:db8::1` otherwise.
+/// Written into `buffer`; no allocation.
+std::string_view format_peer_address(const PeerAddress& address, std::array<char, 46>& buffer) noexcept;
+
+/// What a budget or a check refused, or what went wrong taking a connection.
 enum class Refusal : std::uint8_t {
   connections,            ///< --max-connections reached
   connections_per_ip,     ///< --max-connections-per-ip reached
   rooms,                  ///< --max-rooms reached
   room_creations_per_ip,  ///< --max-new-rooms-per-ip spent for this second
   accept_failed,          ///< accept failed (out of descriptors): accepting pauses
+  origin,                 ///< an upgrade from a page whose origin is not in --allowed-origins
+  token,                  ///< an upgrade without a valid token (--auth-token-secret)
+  refused_by_service,     ///< an upgrade the service factory's admit refused
 };
-inline constexpr std::size_t refusal_kinds = 5;
+inline constexpr std::size_t refusal_kinds = 8;
 
 /// At most one line per cause every 10 seconds, saying how many more there were. Thread-safe.
 class RefusalLog {

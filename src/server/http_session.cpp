@@ -16,6 +16,7 @@
 #include "protocol/handshake.hpp"
 #include "routes.hpp"
 #include "static_files.hpp"
+#include "upgrade_request.hpp"
 #include "websocket_session.hpp"
 #include "worker.hpp"
 
@@ -322,6 +323,7 @@ void HttpSession::upgrade(Request&& request, std::string room_id) {
     auto res = http::response<http::string_body>{status, request.version()};
     res.set(http::field::content_type, "text/plain; charset=utf-8");
     if (status == http::status::upgrade_required) res.set(http::field::sec_websocket_version, "13");
+    if (status == http::status::unauthorized) res.set(http::field::www_authenticate, "Bearer");
     res.body() = std::move(body);
     res.keep_alive(false);
     res.prepare_payload();
@@ -339,6 +341,13 @@ void HttpSession::upgrade(Request&& request, std::string room_id) {
   if (buffer_.size() != 0) {
     // A client must wait for the handshake response before sending frames.
     refuse(http::status::bad_request, "data sent before the WebSocket handshake completed\n");
+    return;
+  }
+  if (Verdict verdict = worker_.shared.gate.check(UpgradeRequest(request, room_id, ticket_.address()),
+                                                  *worker_.shared.factory.load()->factory);
+      !verdict.accepted()) {
+    const bool unauthorized = verdict.kind == Verdict::Kind::unauthorized;
+    refuse(unauthorized ? http::status::unauthorized : http::status::forbidden, std::move(verdict.reason) + "\n");
     return;
   }
   Handshake accept{.accept_key = protocol::accept_key(std::string_view(key.data(), key.size()))};

@@ -201,6 +201,7 @@ Status Server::start() {
       options.compression_window_bits > protocol::max_window_bits) {
     return Status::error("the compression window must be 9 to 15 bits");
   }
+  if (auto error = impl.shared.gate.configure(options, &impl.shared.admission.log)) return Status::error(*error);
   impl.shared.admission.configure({
       .connections = options.max_connections ? options.max_connections : connections_that_fit(),
       .connections_per_ip = options.max_connections_per_ip,

@@ -16,6 +16,7 @@
 #include "admission.hpp"
 #include "client.hpp"
 #include "file_reader.hpp"
+#include "gate.hpp"
 #include "protocol/deflate.hpp"
 #include "stateroom/server.hpp"
 
@@ -52,6 +53,8 @@ struct Shared {
   }
   /// The connection and room budgets (configured from `options` when the server starts).
   Admission admission;
+  /// The checks an upgrade passes before it reaches a room (configured when the server starts).
+  Gate gate;
   std::vector<std::unique_ptr<Worker>> workers;
   /// The static files' thread, when the server serves a static directory. Declared after the
   /// workers so that it is joined before they go: it posts its answers to them.

@@ -160,15 +160,16 @@ void WsClient::drop() {
   beast::get_lowest_layer(ws_).socket().close(ec);
 }
 
-HttpResponse http_request(std::uint16_t port, const std::string& target, const std::string& method,
-                          const std::string& upgrade_header) {
+namespace {
+
+HttpResponse exchange(std::uint16_t port, const std::string& method, const std::string& target, const Headers& headers) {
   asio::io_context ioc;
   beast::tcp_stream stream(ioc);
   stream.expires_after(5s);
   stream.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
   http::request<http::empty_body> req{http::string_to_verb(method), target, 11};
   req.set(http::field::host, "127.0.0.1");
-  if (!upgrade_header.empty()) req.set(http::field::upgrade, upgrade_header);
+  for (const auto& [name, value] : headers) req.insert(name, value);
   http::write(stream, req);
   beast::flat_buffer buffer;
   http::response_parser<http::string_body> parser;
@@ -179,10 +180,29 @@ HttpResponse http_request(std::uint16_t port, const std::string& target, const s
   out.status = res.result_int();
   out.content_type = std::string(res[http::field::content_type]);
   out.location = std::string(res[http::field::location]);
+  out.www_authenticate = std::string(res[http::field::www_authenticate]);
   out.body = res.body();
   if (res.has_content_length())
     out.content_length = std::stoul(std::string(res[http::field::content_length]));
   return out;
+}
+
+}  // namespace
+
+HttpResponse http_request(std::uint16_t port, const std::string& target, const std::string& method,
+                          const std::string& upgrade_header) {
+  Headers headers;
+  if (!upgrade_header.empty()) headers.emplace_back("Upgrade", upgrade_header);
+  return exchange(port, method, target, headers);
+}
+
+HttpResponse upgrade_request(std::uint16_t port, const std::string& target, const Headers& headers) {
+  Headers all = {{"Upgrade", "websocket"},
+                 {"Connection", "Upgrade"},
+                 {"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="},
+                 {"Sec-WebSocket-Version", "13"}};
+  all.insert(all.end(), headers.begin(), headers.end());
+  return exchange(port, "GET", target, all);
 }
 
 }  // namespace stateroom::test

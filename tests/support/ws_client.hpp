@@ -11,6 +11,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace stateroom::test {
 
@@ -78,10 +80,17 @@ struct HttpResponse {
   int status = 0;
   std::string content_type;
   std::string location;
+  std::string www_authenticate;
   std::string body;
   std::size_t content_length = 0;
 };
 HttpResponse http_request(std::uint16_t port, const std::string& target, const std::string& method = "GET",
                           const std::string& upgrade_header = "");
+
+/// HTTP header fields to add to a request: name, value.
+using Headers = std::vector<std::pair<std::string, std::string>>;
+/// A valid WebSocket upgrade request for `target`, with `headers` added (Origin, Authorization...):
+/// the server's answer (101 when it accepts the upgrade; the connection is then dropped).
+HttpResponse upgrade_request(std::uint16_t port, const std::string& target, const Headers& headers = {});
 
 }  // namespace stateroom::test

@@ -25,6 +25,15 @@ TEST(Admission, LoopbackIsEveryLocalAddressAndNothingElse) {
   EXPECT_EQ(ip("10.1.2.3"), ip("::ffff:10.1.2.3")) << "IPv4 and its mapped form are one address";
 }
 
+TEST(Admission, AddressesAreWrittenAsPeopleWriteThem) {
+  std::array<char, 46> buffer{};
+  EXPECT_EQ(format_peer_address(ip("203.0.113.7"), buffer), "203.0.113.7");
+  EXPECT_EQ(format_peer_address(ip("::ffff:203.0.113.7"), buffer), "203.0.113.7") << "IPv4 over an IPv6 socket";
+  EXPECT_EQ(format_peer_address(ip("2001:db8::1"), buffer), "2001:db8::1");
+  EXPECT_EQ(format_peer_address(ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"), buffer),
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
+}
+
 TEST(Admission, TheConnectionBudgetIsGivenBackByTicketsWhereverTheyGo) {
   Admission a;
   a.configure({.connections = 3});

@@ -5,7 +5,9 @@
 #include <array>
 #include <charconv>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
+#include <iterator>
 #include <limits>
 #include <stdexcept>
 #include <utility>
@@ -98,6 +100,32 @@ std::optional<RoomGrace> parse_room_grace(std::string_view text) {
   auto delay = parse_duration(text);
   if (!delay) return std::nullopt;
   return RoomGrace::after(*delay);
+}
+
+std::optional<std::vector<std::string>> parse_origins(std::string_view text) {
+  std::vector<std::string> out;
+  while (!text.empty()) {
+    const std::size_t comma = text.find(',');
+    std::string_view item = text.substr(0, comma);
+    text = comma == std::string_view::npos ? std::string_view() : text.substr(comma + 1);
+    while (item.starts_with(' ')) item.remove_prefix(1);
+    while (item.ends_with(' ')) item.remove_suffix(1);
+    if (item.empty()) continue;
+    if (!is_origin_entry(item)) return std::nullopt;
+    out.emplace_back(item);
+  }
+  return out;
+}
+
+std::optional<std::string> read_secret_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::string secret((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) return std::nullopt;
+  if (secret.ends_with('\n')) secret.pop_back();
+  if (secret.ends_with('\r')) secret.pop_back();
+  if (secret.empty()) return std::nullopt;
+  return secret;
 }
 
 namespace {
@@ -229,6 +257,22 @@ const Spec specs[] = {
     {{"--compression-threshold", "compression_threshold", ValueKind::size}, "--compression-threshold", "256",
      "Messages shorter than this are sent uncompressed", false,
      [](Targets& t, const std::string& v) { t.server->compression_threshold = size(v); }},
+    {{"--allowed-origins", "allowed_origins", ValueKind::origins}, "--allowed-origins", "",
+     "Origins whose pages may connect, comma-separated (https://example.com; * for any); an upgrade with another "
+     "Origin header is answered 403 (default: no check; a request without Origin passes)",
+     false, [](Targets& t, const std::string& v) {
+       t.server->allowed_origins = checked("a comma-separated list of origins (scheme://host[:port] or *)",
+                                           parse_origins)(v);
+     }},
+    {{"--auth-token-secret", "", ValueKind::text}, "--auth-token-secret", "",
+     "Key of the HMAC-SHA256 tokens every upgrade must then carry (?token=), at least 16 bytes; without a valid "
+     "one it is answered 401 or 403 (default: $STATEROOM_AUTH_TOKEN_SECRET, else no token needed)",
+     false, [](Targets& t, const std::string& v) { t.server->auth_token_secret = v; }},
+    {{"--auth-token-secret-file", "auth_token_secret_file", ValueKind::file}, "--auth-token-secret-file", "",
+     "Read the token key from this file (a trailing newline dropped), so that it is not in the process list",
+     false, [](Targets& t, const std::string& v) {
+       t.server->auth_token_secret = checked("a readable file holding a secret", read_secret_file)(v);
+     }},
     {{"--module-cache", "module_cache", ValueKind::flag}, "--module-cache", "",
      "Keep the compiled module in <module>.cwasm next to it and reuse it on the next start (native code: only "
      "for a directory as trusted as this program)",
@@ -255,6 +299,10 @@ const char* type_name(ValueKind kind) {
       return "DIR";
     case ValueKind::toggle:
       return "on|off";
+    case ValueKind::file:
+      return "FILE";
+    case ValueKind::origins:
+      return "ORIGINS";
     case ValueKind::text:
     case ValueKind::flag:
       break;
@@ -328,6 +376,8 @@ bool option_defaults_match(std::string* mismatch) {
       {server.compression == fresh.compression, "--compression"},
       {server.compression_window_bits == fresh.compression_window_bits, "--compression-window-bits"},
       {server.compression_threshold == fresh.compression_threshold, "--compression-threshold"},
+      {server.allowed_origins == fresh.allowed_origins, "--allowed-origins"},
+      {server.auth_token_secret == fresh.auth_token_secret, "--auth-token-secret"},
   };
   for (const auto& [same, flag] : checks) {
     if (same) continue;
@@ -340,6 +390,7 @@ bool option_defaults_match(std::string* mismatch) {
 void add_server_options(CLI::App& app, ServerOptions& o, std::string& log_level) {
   const char* env = std::getenv("STATEROOM_LOG");
   log_level = env && *env ? env : "info";
+  if (const char* secret = std::getenv("STATEROOM_AUTH_TOKEN_SECRET"); secret && *secret) o.auth_token_secret = secret;
   add_options(app, Targets{&o, &log_level, nullptr, nullptr}, false);
 }
 

@@ -8,6 +8,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "stateroom/server.hpp"
 #include "stateroom/wasm.hpp"
@@ -23,7 +24,7 @@ std::optional<RoomGrace> parse_room_grace(std::string_view text);
 
 /// What an option's value is; the command line and stateroom.toml check it the same way.
 /// `toggle`: `on` or `off` on the command line, a boolean (or "on"/"off") in stateroom.toml.
-enum class ValueKind { text, port, threads, rooms, count, size, duration, grace, flag, toggle, level, path };
+enum class ValueKind { text, port, threads, rooms, count, size, duration, grace, flag, toggle, level, path, file, origins };
 
 /// One option of the server commands: its flag, its `[server]` key in stateroom.toml (empty when
 /// the file has none) and the kind of its value.
@@ -41,8 +42,17 @@ std::span<const OptionInfo> server_option_table();
 /// the first that is not.
 bool option_defaults_match(std::string* mismatch = nullptr);
 
+/// `https://a.example, http://localhost:8080` as a list of origins (each `scheme://host[:port]` or
+/// `*`; spaces around the commas and empty items ignored); nothing when one is not an origin.
+std::optional<std::vector<std::string>> parse_origins(std::string_view text);
+
+/// What a secret file holds, without one trailing newline (`\n` or `\r\n`); nothing when it cannot
+/// be read or holds nothing else.
+std::optional<std::string> read_secret_file(const std::string& path);
+
 /// Registers the server options on `app`; parsed values land in `options` and `log_level`.
-/// `log_level` starts as the STATEROOM_LOG environment variable, or `info`.
+/// `log_level` starts as the STATEROOM_LOG environment variable, or `info`; the auth token secret
+/// as STATEROOM_AUTH_TOKEN_SECRET, or none.
 void add_server_options(CLI::App& app, ServerOptions& options, std::string& log_level);
 
 /// Registers the WebAssembly sandbox limits and loading options on `app`.

@@ -59,12 +59,27 @@ class ConfigReader {
     return i->get();
   }
 
-  fs::path directory(const toml::node& node, const std::string& key, const fs::path& base) const {
-    const fs::path dir = base / string(node, key, "a directory (a string)");
+  /// Origins: one string (comma-separated), or an array of strings.
+  std::string origins(const toml::node& node, const std::string& key) const {
+    std::string list;
+    if (const auto* items = node.as_array()) {
+      for (const auto& item : *items) list += (list.empty() ? "" : ",") + string(item, key, "origins (strings)");
+    } else {
+      list = string(node, key, "an origin or an array of origins");
+    }
+    if (!parse_origins(list))
+      fail(node.source(), fmt::format("{}: '{}' is not a list of origins (scheme://host[:port] or *)", key, list));
+    return list;
+  }
+
+  /// A path below `base` naming a directory (or, with `directory` false, a file).
+  fs::path existing(const toml::node& node, const std::string& key, const fs::path& base, bool directory = true) const {
+    const fs::path path = base / string(node, key, directory ? "a directory (a string)" : "a file name (a string)");
     std::error_code ec;
-    if (!fs::is_directory(dir, ec))
-      fail(node.source(), fmt::format("{}: {} is not a directory", key, dir.lexically_normal().string()));
-    return dir.lexically_normal();
+    if (directory ? !fs::is_directory(path, ec) : !fs::is_regular_file(path, ec))
+      fail(node.source(), fmt::format("{}: {} is not a {}", key, path.lexically_normal().string(),
+                                      directory ? "directory" : "file"));
+    return path.lexically_normal();
   }
 
  private:
@@ -130,7 +145,13 @@ void read_server(const toml::table& server, const ConfigReader& reader, Project&
         break;
       }
       case ValueKind::path:
-        value = reader.directory(node, name, project.dir).string();
+        value = reader.existing(node, name, project.dir).string();
+        break;
+      case ValueKind::file:
+        value = reader.existing(node, name, project.dir, false).string();
+        break;
+      case ValueKind::origins:
+        value = reader.origins(node, name);
         break;
     }
     project.server_args.emplace_back(known->flag);
@@ -248,7 +269,7 @@ Project Project::load(const fs::path& config_file) {
   bool has_service = false;
   for (auto&& [key, node] : config) {
     if (key.str() == "static_files") {
-      project.static_dir = reader.directory(node, "static_files", project.dir);
+      project.static_dir = reader.existing(node, "static_files", project.dir);
     } else if (key.str() == "service") {
       if (!node.as_table()) reader.fail(node.source(), "service must be a table: [service]");
       read_service(*node.as_table(), node.source(), reader, project);

@@ -2,7 +2,13 @@
 #include "../../src/cli/options.hpp"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 #include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 
 namespace stateroom::cli {
 namespace {
@@ -51,6 +57,57 @@ TEST(Options, CommandLine) {
   ServerOptions o2;
   add_server_options(bad, o2, level);
   EXPECT_THROW(bad.parse(std::vector<std::string>{"lots", "--max-queued"}), CLI::ValidationError);
+}
+
+TEST(Options, Origins) {
+  EXPECT_EQ(parse_origins("https://a.example, http://localhost:8080,,*"),
+            (std::vector<std::string>{"https://a.example", "http://localhost:8080", "*"}));
+  EXPECT_EQ(parse_origins(""), std::vector<std::string>{});
+  for (auto bad : {"https://a.example/", "a.example", "https://a.example,null", "https://a example"})
+    EXPECT_FALSE(parse_origins(bad)) << bad;
+}
+
+TEST(Options, TheTokenSecretFromAFileTheEnvironmentOrTheFlag) {
+  const auto file = std::filesystem::temp_directory_path() / ("stateroom-secret-" + std::to_string(::getpid()));
+  auto holding = [&](const std::string& text) {
+    std::ofstream(file, std::ios::binary | std::ios::trunc) << text;
+    return read_secret_file(file.string());
+  };
+  EXPECT_EQ(holding("0123456789abcdef\n"), "0123456789abcdef");
+  EXPECT_EQ(holding("0123456789abcdef\r\n"), "0123456789abcdef");
+  EXPECT_EQ(holding("0123456789abcdef"), "0123456789abcdef");
+  EXPECT_EQ(holding("two lines\n\n"), "two lines\n") << "only one newline is dropped";
+  EXPECT_FALSE(holding(""));
+  EXPECT_FALSE(holding("\n"));
+  EXPECT_FALSE(read_secret_file((file.string() + ".missing")));
+
+  auto parsed = [](std::vector<std::string> args) {  // in order; CLI11 takes them reversed
+    CLI::App app;
+    ServerOptions options;
+    std::string level;
+    add_server_options(app, options, level);
+    std::reverse(args.begin(), args.end());
+    app.parse(args);
+    return options;
+  };
+  ::setenv("STATEROOM_AUTH_TOKEN_SECRET", "from the environment", 1);
+  EXPECT_EQ(parsed({}).auth_token_secret, "from the environment");
+  EXPECT_EQ(parsed({"--auth-token-secret", "from the flag"}).auth_token_secret, "from the flag");
+  holding("from the file\n");
+  EXPECT_EQ(parsed({"--auth-token-secret-file", file.string()}).auth_token_secret, "from the file");
+  EXPECT_EQ(parsed({"--auth-token-secret-file", file.string(), "--auth-token-secret", "flag"}).auth_token_secret,
+            "from the file");
+  EXPECT_EQ(parsed({"--auth-token-secret", "flag", "--auth-token-secret-file", file.string()}).auth_token_secret,
+            "from the file")
+      << "the file wins, wherever it stands";
+  ::unsetenv("STATEROOM_AUTH_TOKEN_SECRET");
+  EXPECT_EQ(parsed({}).auth_token_secret, "");
+  EXPECT_THROW(parsed({"--auth-token-secret-file", file.string() + ".missing"}), CLI::ValidationError);
+  std::filesystem::remove(file);
+
+  EXPECT_EQ(parsed({"--allowed-origins", "https://a.example,https://b.example"}).allowed_origins,
+            (std::vector<std::string>{"https://a.example", "https://b.example"}));
+  EXPECT_THROW(parsed({"--allowed-origins", "https://a.example/app"}), CLI::ValidationError);
 }
 
 // --help shows a default for each option; it must be what the option structs really default to.

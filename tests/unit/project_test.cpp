@@ -73,6 +73,31 @@ compression = true
   EXPECT_EQ(p.server_args, expected);
 }
 
+TEST_F(ProjectTest, OriginsAndTheTokenSecretFile) {
+  write("secret.txt", "0123456789abcdef0123456789abcdef\n");
+  write("stateroom.toml", R"([service]
+target = "counter"
+[server]
+allowed_origins = ["https://app.example", "http://localhost:8080"]
+auth_token_secret_file = "secret.txt"
+)");
+  const std::vector<std::string> expected = {"--allowed-origins", "https://app.example,http://localhost:8080",
+                                             "--auth-token-secret-file", (dir_ / "secret.txt").string()};
+  EXPECT_EQ(Project::load(dir_ / "stateroom.toml").server_args, expected);
+  write("stateroom.toml", "[service]\ntarget = \"x\"\n[server]\nallowed_origins = \"https://a.example, *\"\n");
+  EXPECT_EQ(Project::load(dir_ / "stateroom.toml").server_args,
+            (std::vector<std::string>{"--allowed-origins", "https://a.example, *"}));
+  EXPECT_EQ(error("[service]\ntarget = \"x\"\n[server]\nallowed_origins = [\"https://a.example/\"]\n"),
+            "4: server.allowed_origins: 'https://a.example/' is not a list of origins (scheme://host[:port] or *)");
+  EXPECT_EQ(error("[service]\ntarget = \"x\"\n[server]\nallowed_origins = [1]\n"),
+            "4: server.allowed_origins must be origins (strings)");
+  EXPECT_EQ(error("[service]\ntarget = \"x\"\n[server]\nauth_token_secret_file = \"nope.txt\"\n"),
+            "4: server.auth_token_secret_file: " + (dir_ / "nope.txt").string() + " is not a file");
+  const std::string secret_in_file = error("[service]\ntarget = \"x\"\n[server]\nauth_token_secret = \"hunter2\"\n");
+  EXPECT_TRUE(secret_in_file.starts_with("4: unknown key 'server.auth_token_secret' (known:"))
+      << "a secret has no place in a project file (its file has): " << secret_in_file;
+}
+
 TEST_F(ProjectTest, SourcesInsteadOfATarget) {
   write("stateroom.toml", "[service]\nsources = [\"service.cpp\"]\n");
   const Project p = Project::load(dir_ / "stateroom.toml");
@@ -91,8 +116,12 @@ TEST_F(ProjectTest, EveryMistakeNamesItsLineAndKey) {
             "max_message_size, max_queued, max_send_size, max_room_queue, write_timeout, ping_interval, idle_timeout, "
             "request_timeout, close_timeout, log_level, memory_limit, cpu_limit, max_rooms, max_new_rooms_per_ip, "
             "max_connections, max_connections_per_ip, compression, compression_window_bits, compression_threshold, "
-            "module_cache)");
-  EXPECT_EQ(error("[service]\ntarget = \"x\"\n[server]\ncompression = \"yes\"\n"),
+            "allowed_origins, auth_token_secret_file, module_cache)");
+  EXPECT_EQ(error("[service]
+target = \"x\"
+[server]
+compression = \"yes\"
+"),
             "4: server.compression must be true or false");
   EXPECT_EQ(error("[service]\ntarget = \"x\"\n[server]\nport = \"eighty\"\n"),
             "4: server.port must be an integer from 0 to 65535");

@@ -9,23 +9,16 @@ prints before it listens must contain TEXT (e.g. the interface it loaded a modul
 --log-level debug). Exits non-zero on any failure.
 """
 import asyncio
-import re
 import signal
-import subprocess
 import sys
-import threading
 import urllib.error
 import urllib.request
 
 import websockets
 
+from harness import Server, check, run
+
 TIMEOUT = 5
-
-
-def check(condition, message):
-    """An assertion that also holds under `python -O`, with what went wrong."""
-    if not condition:
-        raise AssertionError(message)
 
 
 async def expect(ws, text):
@@ -102,51 +95,19 @@ def main():
             print(__doc__)
             return 2
         expect_startup, command = command[1], command[2:]
-    server = subprocess.Popen(command + ["--port", "0", "--host", "127.0.0.1"], stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
-    port = None
-    startup = []  # what the server printed up to its "listening on" line
-    for line in server.stdout:
-        startup.append(line)
-        m = re.search(r"listening on \S+:(\d+)", line)
-        if m:
-            port = int(m.group(1))
-            break
-    if port is None:
-        print("the server did not start:\n" + "".join(startup[-50:]))
-        return 1
-    # Keep reading what the server prints, so that a chatty server never blocks on a full pipe.
-    output = []
-    threading.Thread(target=lambda: output.extend(server.stdout), daemon=True).start()
-    base = f"ws://127.0.0.1:{port}"
+    server = Server(command)
+    base = f"ws://127.0.0.1:{server.port}"
     tests = []
     if expect_startup is not None:
-        tests.append(("start-up output", test_startup_output("".join(startup), expect_startup)))
+        tests.append(("start-up output", test_startup_output("".join(server.startup), expect_startup)))
     tests += [
         ("quick start", test_quick_start(base)),
         ("rooms are separate counters", test_rooms_are_separate_counters(base)),
         ("other messages are ignored", test_other_messages_are_ignored(base)),
-        ("status and bad room", test_status_and_bad_room(base, port)),
-        ("graceful shutdown", test_graceful_shutdown(base, server)),
+        ("status and bad room", test_status_and_bad_room(base, server.port)),
+        ("graceful shutdown", test_graceful_shutdown(base, server.proc)),
     ]
-    passed = failed = 0
-    try:
-        for name, coro in tests:
-            try:
-                asyncio.run(coro)
-                passed += 1
-                print(f"ok: {name}")
-            except Exception as e:  # noqa: BLE001 - report every failure and go on
-                failed += 1
-                print(f"FAILED: {name}: {e!r}")
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
-    if failed:
-        print("server output:\n" + "".join(output[-50:]))
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return run(server, tests)
 
 
 if __name__ == "__main__":

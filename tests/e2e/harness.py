@@ -1,0 +1,59 @@
+"""What the end-to-end tests share: an assertion that holds under `python -O`, a server started on a
+free port with its output kept, and a run of named checks that reports every failure."""
+import asyncio
+import re
+import subprocess
+import threading
+
+
+def check(condition, message):
+    """An assertion that also holds under `python -O`, with what went wrong."""
+    if not condition:
+        raise AssertionError(message)
+
+
+class Server:
+    """`command` started with --port 0 --host 127.0.0.1; `port` is None when it did not start."""
+
+    def __init__(self, command, env=None):
+        self.proc = subprocess.Popen(command + ["--port", "0", "--host", "127.0.0.1"], stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, env=env)
+        self.port = None
+        self.startup = []  # what the server printed up to its "listening on" line
+        for line in self.proc.stdout:
+            self.startup.append(line)
+            m = re.search(r"listening on \S+:(\d+)", line)
+            if m:
+                self.port = int(m.group(1))
+                break
+        # Keep reading what the server prints, so that a chatty server never blocks on a full pipe.
+        self.output = []
+        threading.Thread(target=lambda: self.output.extend(self.proc.stdout), daemon=True).start()
+
+
+def run(server, tests):
+    """Runs each (name, coroutine) of `tests` in turn, then kills the server if it still runs; the
+    exit code (1 when anything failed)."""
+    if server.port is None:
+        for _, coro in tests:
+            coro.close()
+        print("the server did not start:\n" + "".join(server.startup[-50:]))
+        return 1
+    passed = failed = 0
+    try:
+        for name, coro in tests:
+            try:
+                asyncio.run(coro)
+                passed += 1
+                print(f"ok: {name}")
+            except Exception as e:  # noqa: BLE001 - report every failure and go on
+                failed += 1
+                print(f"FAILED: {name}: {e!r}")
+    finally:
+        if server.proc.poll() is None:
+            server.proc.kill()
+            server.proc.wait()
+    if failed:
+        print("server output:\n" + "".join(server.output[-50:]))
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0

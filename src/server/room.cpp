@@ -175,7 +175,7 @@ std::optional<ClientId> Room::join(Client& member) {
   return client;
 }
 
-Room::Member* Room::member(ClientId client) {
+inline Room::Member* Room::member(ClientId client) {
   auto it = std::lower_bound(members_.begin(), members_.end(), client,
                              [](const Member& m, ClientId c) { return m.id < c; });
   return it != members_.end() && it->id == client ? &*it : nullptr;

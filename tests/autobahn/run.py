@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The Autobahn|Testsuite fuzzing-client cases, 1.* to 10.* (and 12.*, 13.* with compression), against
+"""The Autobahn|Testsuite fuzzing-client cases, 1.* to 10.* (or 12.* and 13.* with compression), against
 a server under test.
 
 Usage: run.py [--name NAME] [--report-dir DIR] [--compression [--quick]] [--cases GLOB]... [--timeout S]
@@ -15,11 +15,14 @@ COMMAND starts the server; `{port}` in it is replaced by a free port on 127.0.0.
 The server must send every message back to its sender unchanged (examples/mirror); the 9.* cases
 send messages of up to 16 MiB, hence the larger limits. The cases are those of the Autobahn
 TestSuite, run by `kosoku` (PyPI; installed here when missing), one connection per case, to
-ws://127.0.0.1:{port}/ws/autobahn. With --compression the server must have permessage-deflate on
-(`--compression on`), and the compression cases 12.* and 13.* run too: every window size and
-context-takeover mode a client may offer, a thousand messages of 16 bytes to 128 KiB per case (about
-longer than 10 minutes on 2 cores); --quick keeps those of up to 16 KiB (every data set and mode,
-108 cases, about a minute). Without --compression they are left out, and no case offers the extension.
+ws://127.0.0.1:{port}/ws/autobahn. Without --compression no case offers the extension. With
+--compression the server must have permessage-deflate on (`--compression on`), and the compression
+cases 12.* and 13.* run instead: every window size and context-takeover mode a client may offer, a
+thousand messages of 16 bytes to 128 KiB per case (longer than 10 minutes on 2 cores); --quick keeps
+those of up to 16 KiB (every data set and mode, 108 cases, about half a minute). They run 4 at a time
+(--concurrency): each is a thousand round trips with a minute or more to finish, so the client's work and the
+server's overlap; cases 1.* to 10.* run one at a time, as several expect an answer within a second.
+`--cases` replaces either list (with --compression, `--cases '*'` runs all of them).
 
 Prints the counts by behaviour and every case that is not plainly OK, writes kosoku's reports
 (index.json and index.html, one JSON and one HTML file per case) and the server's log (server.log)
@@ -168,19 +171,20 @@ def summarize(name: str, results, seconds: float) -> list[str]:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
-        description="Runs the Autobahn fuzzing-client cases 1.* to 10.* (and 12.*, 13.* with --compression) "
+        description="Runs the Autobahn fuzzing-client cases 1.* to 10.* (or 12.* and 13.* with --compression) "
                     "against a server.",
         usage="%(prog)s [options] -- COMMAND... (with {port} in COMMAND)")
     parser.add_argument("--name", default="server", help="the server's name in the summary (default: server)")
     parser.add_argument("--report-dir", type=Path,
                         help="where the reports and server.log go (default: autobahn-reports/NAME)")
     parser.add_argument("--compression", action="store_true",
-                        help="the server offers permessage-deflate: run the compression cases 12.* and 13.* too")
+                        help="the server offers permessage-deflate: run the compression cases 12.* and 13.* instead")
     parser.add_argument("--quick", action="store_true",
                         help="with --compression, only the compression cases with messages of up to 16 KiB")
     parser.add_argument("--cases", action="append", metavar="GLOB",
                         help="a case id or glob to run instead of the default ones (repeatable)")
-    parser.add_argument("--concurrency", type=int, default=1, help="cases run at once (default: 1)")
+    parser.add_argument("--concurrency", type=int,
+                        help="cases run at once (default: 1, or 4 with --compression)")
     parser.add_argument("--timeout", type=float, default=600,
                         help="seconds the cases may take altogether (default: 600)")
     if "--" not in argv:
@@ -195,8 +199,11 @@ def main(argv: list[str]) -> int:
     if options.quick and not options.compression:
         parser.error("--quick selects among the compression cases: it needs --compression")
     compression_cases = QUICK_COMPRESSION_CASES if options.quick else COMPRESSION_CASES
-    cases = options.cases or DEFAULT_CASES + (compression_cases if options.compression else [])
+    cases = options.cases or (compression_cases if options.compression else DEFAULT_CASES)
     excluded = [] if options.compression else COMPRESSION_CASES
+    concurrency = options.concurrency if options.concurrency is not None else (4 if options.compression else 1)
+    if concurrency < 1:
+        parser.error("--concurrency must be at least 1")
 
     kosoku = ensure_kosoku()
     give_compression_cases_bytes()
@@ -220,7 +227,7 @@ def main(argv: list[str]) -> int:
                 return 1
             started = time.monotonic()
             try:
-                results = asyncio.run(asyncio.wait_for(run_cases(kosoku, url, cases, excluded, options.concurrency),
+                results = asyncio.run(asyncio.wait_for(run_cases(kosoku, url, cases, excluded, concurrency),
                                                        options.timeout))
             except TimeoutError:
                 print(f"FAILED: the cases took longer than {options.timeout:.0f} s")

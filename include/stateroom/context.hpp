@@ -31,6 +31,11 @@ class Context {
   /// For a service that finds its state unusable; `reason` goes to the server log.
   virtual void fail(std::string_view reason) = 0;
 
+  /// Like fail(), for a room that cannot run now for want of something all rooms share (memory,
+  /// instance slots) rather than for a fault of its own: its clients are closed with 1013 (try
+  /// again later) instead of 1011. A factory's `create` refusing a room for that reason calls it.
+  virtual void unavailable(std::string_view reason) { fail(reason); }
+
  protected:
   Context() = default;
   Context(const Context&) = default;

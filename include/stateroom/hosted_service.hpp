@@ -2,6 +2,7 @@
 // the Service interface, for the server. A service written in C++ never needs it.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -24,6 +25,10 @@ class HostedService : public Service {
   virtual bool pending() const noexcept = 0;
   /// Continues the paused handler for a while; `ctx` is the room's context, as in the handler.
   virtual void resume(Context& ctx) = 0;
+  /// While pending: how long the server should wait before the next `resume` (zero: after the
+  /// other ready work). A service held back from running for a while (the WebAssembly host's CPU
+  /// share) says so here instead of being resumed to no effect.
+  virtual std::chrono::steady_clock::duration resume_delay() const noexcept { return {}; }
   /// The largest client id the service can be told: a room that has handed it out takes no one
   /// new (they are closed with 1013) until it ends. A module interface with signed 32-bit ids
   /// (WebAssembly v1) stops at 2^31 - 1.

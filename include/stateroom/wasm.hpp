@@ -30,11 +30,23 @@ namespace stateroom::wasm {
 struct Limits {
   /// The most linear memory one room's instance may have; growing past it fails the room.
   std::uint64_t memory_bytes = 64ull << 20;
+  /// The most linear memory all rooms of the Engine may have together. A room whose growth would
+  /// pass it fails (1011); a room that cannot start within it is refused (its client is closed with
+  /// 1013, try again later). 0: half the machine's memory (the lower of its RAM and the memory
+  /// limit of the process's cgroup); Engine::limits() reports the figure in force.
+  std::uint64_t total_memory_bytes = 0;
   /// The most time the guest may run for one event (its `init`, one message, ...). Guests pause
   /// every millisecond so the other rooms of the worker thread keep running meanwhile, and only
   /// the time the guest itself runs counts, measured from the first millisecond tick of each call
   /// (a call may run up to one tick more than this). Past it the room fails.
   std::chrono::milliseconds cpu_time_per_event{1000};
+  /// The share of one core a room's guest may use over any `cpu_window` (1 to 100 percent; 100:
+  /// any). A room past it is held back (its events wait) until its use over the window is within
+  /// the share again; a room held back for a whole `cpu_window` in all (without a window free of
+  /// it in between) fails. So one guest that keeps itself busy, with one long event or with
+  /// endless short ones, can take no more than its share from the rooms of its worker thread.
+  std::uint32_t cpu_share_percent = 50;
+  std::chrono::milliseconds cpu_window{10000};
   /// The most instances (rooms) alive at once across the modules of an Engine; a room beyond it
   /// fails to start. Each instance slot reserves address space (not memory) up front.
   std::uint32_t max_instances = 1000;
@@ -66,6 +78,8 @@ class Engine {
   const Limits& limits() const noexcept;
   /// Instances alive now, across every module of this engine.
   std::uint32_t live_instances() const noexcept;
+  /// The linear memory of those instances, in bytes (at most `limits().total_memory_bytes`).
+  std::uint64_t memory_in_use() const noexcept;
 
   /// The implementation, for the host's own sources (its definition is not public).
   struct Impl;

@@ -146,6 +146,17 @@ std::optional<std::uint64_t> parse_integer(std::string_view text, std::uint64_t 
   return value;
 }
 
+}  // namespace
+
+std::optional<std::uint32_t> parse_percent(std::string_view text) {
+  if (text.ends_with('%')) text.remove_suffix(1);
+  const auto value = parse_integer(text, 1, 100);
+  if (!value) return std::nullopt;
+  return static_cast<std::uint32_t>(*value);
+}
+
+namespace {
+
 template <std::uint64_t Lo, std::uint64_t Hi>
 std::uint64_t integer(const std::string& text) {
   const std::string what = "an integer from " + std::to_string(Lo) + " to " + std::to_string(Hi);
@@ -153,6 +164,7 @@ std::uint64_t integer(const std::string& text) {
 }
 
 std::size_t size(const std::string& text) { return checked("a size", parse_size)(text); }
+std::uint32_t percent(const std::string& text) { return checked("a percentage from 1 to 100", parse_percent)(text); }
 bool toggle(const std::string& text) {
   const std::string word = lower(text);
   if (word == "on") return true;
@@ -227,9 +239,22 @@ const Spec specs[] = {
     {{"--memory-limit", "memory_limit", ValueKind::size}, "--memory-limit", "64MiB",
      "Linear memory one room's instance may use; growing past it fails the room", true,
      [](Targets& t, const std::string& v) { t.limits->memory_bytes = size(v); }},
+    {{"--total-memory-limit", "total_memory_limit", ValueKind::size}, "--total-memory-limit", "",
+     "Linear memory all rooms' instances may use together; a growth past it fails its room, a room that "
+     "cannot start within it is closed with 1013 (default: half the machine's memory, or of its cgroup's limit)",
+     true, [](Targets& t, const std::string& v) { t.limits->total_memory_bytes = size(v); }},
     {{"--cpu-limit", "cpu_limit", ValueKind::duration}, "--cpu-limit", "1s",
      "Time a room's guest may run for one event; past it the room fails", true,
      [](Targets& t, const std::string& v) { t.limits->cpu_time_per_event = duration(v); }},
+    {{"--cpu-share", "cpu_share", ValueKind::percent}, "--cpu-share", "50%",
+     "Share of one core a room's guest may use over --cpu-window; past it the room's events wait, and a room "
+     "held back for a whole window fails (100%: no share)",
+     true, [](Targets& t, const std::string& v) { t.limits->cpu_share_percent = percent(v); }},
+    {{"--cpu-window", "cpu_window", ValueKind::duration}, "--cpu-window", "10s",
+     "The sliding window of --cpu-share (at least 100ms)", true, [](Targets& t, const std::string& v) {
+       t.limits->cpu_window = duration(v);
+       if (t.limits->cpu_window < std::chrono::milliseconds(100)) throw std::invalid_argument("at least 100ms");
+     }},
     {{"--max-rooms", "max_rooms", ValueKind::rooms}, "--max-rooms", "1000",
      "Rooms alive at once (WebAssembly: instances); a client whose room would be one more is closed with 1013",
      false, [](Targets& t, const std::string& v) { t.server->max_rooms = integer<1, 1000000>(v); }},
@@ -287,6 +312,8 @@ const char* type_name(ValueKind kind) {
     case ValueKind::rooms:
     case ValueKind::count:
       return "INT";
+    case ValueKind::percent:
+      return "PERCENT";
     case ValueKind::size:
       return "SIZE";
     case ValueKind::duration:
@@ -368,7 +395,10 @@ bool option_defaults_match(std::string* mismatch) {
       {server.request_timeout == fresh.request_timeout, "--request-timeout"},
       {server.close_timeout == fresh.close_timeout, "--close-timeout"},
       {limits.memory_bytes == fresh_limits.memory_bytes, "--memory-limit"},
+      {limits.total_memory_bytes == fresh_limits.total_memory_bytes, "--total-memory-limit"},
       {limits.cpu_time_per_event == fresh_limits.cpu_time_per_event, "--cpu-limit"},
+      {limits.cpu_share_percent == fresh_limits.cpu_share_percent, "--cpu-share"},
+      {limits.cpu_window == fresh_limits.cpu_window, "--cpu-window"},
       {server.max_rooms == fresh.max_rooms, "--max-rooms"},
       {server.max_new_rooms_per_ip == fresh.max_new_rooms_per_ip, "--max-new-rooms-per-ip"},
       {server.max_connections == fresh.max_connections, "--max-connections"},

@@ -24,7 +24,9 @@ std::optional<RoomGrace> parse_room_grace(std::string_view text);
 
 /// What an option's value is; the command line and stateroom.toml check it the same way.
 /// `toggle`: `on` or `off` on the command line, a boolean (or "on"/"off") in stateroom.toml.
-enum class ValueKind { text, port, threads, rooms, count, size, duration, grace, flag, toggle, level, path, file, origins };
+enum class ValueKind {
+  text, port, threads, rooms, count, percent, size, duration, grace, flag, toggle, level, path, file, origins
+};
 
 /// One option of the server commands: its flag, its `[server]` key in stateroom.toml (empty when
 /// the file has none) and the kind of its value.
@@ -41,6 +43,9 @@ std::span<const OptionInfo> server_option_table();
 /// Whether every default the options' --help shows is what the option structs default to; names
 /// the first that is not.
 bool option_defaults_match(std::string* mismatch = nullptr);
+
+/// `50` or `50%` as a percentage from 1 to 100; nothing for anything else.
+std::optional<std::uint32_t> parse_percent(std::string_view text);
 
 /// `https://a.example, http://localhost:8080` as a list of origins (each `scheme://host[:port]` or
 /// `*`; spaces around the commas and empty items ignored); nothing when one is not an origin.

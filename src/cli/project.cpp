@@ -112,6 +112,15 @@ void read_server(const toml::table& server, const ConfigReader& reader, Project&
       case ValueKind::count:
         value = std::to_string(reader.integer(node, name, 0, 100000000));
         break;
+      case ValueKind::percent:
+        if (node.as_string()) {
+          value = node.as_string()->get();
+          if (!parse_percent(value))
+            reader.fail(node.source(), name + " must be a percentage from 1 to 100 (50 or \"50%\")");
+        } else {
+          value = std::to_string(reader.integer(node, name, 1, 100));
+        }
+        break;
       case ValueKind::size:
         value = reader.measure(node, name, "a size", parse_size);
         break;
@@ -371,7 +380,8 @@ BuildResult build_project(const Project& project, const GuestSdk& sdk) {
 std::string format_size(std::uintmax_t bytes) {
   if (bytes < 1024) return fmt::format("{} bytes", bytes);
   if (bytes < 1024 * 1024) return fmt::format("{:.1f} KiB", static_cast<double>(bytes) / 1024);
-  return fmt::format("{:.1f} MiB", static_cast<double>(bytes) / (1024 * 1024));
+  if (bytes < 1024 * 1024 * 1024) return fmt::format("{:.1f} MiB", static_cast<double>(bytes) / (1024 * 1024));
+  return fmt::format("{:.1f} GiB", static_cast<double>(bytes) / (1024 * 1024 * 1024));
 }
 
 }  // namespace stateroom::cli

@@ -109,6 +109,14 @@ std::shared_ptr<wasm::Engine> make_engine(const wasm::Limits& limits) {
   }
 }
 
+/// The sandbox limits in force (the total's default depends on the machine), once listening.
+void log_limits(const wasm::Engine& engine) {
+  const auto& limits = engine.limits();
+  spdlog::info("rooms get up to {} of memory each and {} together, and {} ms of CPU time per event",
+               cli::format_size(limits.memory_bytes), cli::format_size(limits.total_memory_bytes),
+               limits.cpu_time_per_event.count());
+}
+
 /// A message a client may send must fit in a room's guest memory (and under the 32-bit module
 /// interface's 2 GiB block): a --max-message-size beyond --memory-limit is a mistake.
 void check_message_fits(const ServerOptions& options, const wasm::Limits& limits) {
@@ -139,11 +147,19 @@ int serve(Args& a) {
   }
   std::shared_ptr<wasm::Module> factory;
   try {
-    factory = wasm::Module::load(std::move(engine), module, a.load);
+    factory = wasm::Module::load(engine, module, a.load);
   } catch (const wasm::LoadError& e) {
     throw UserError(e.what());
   }
-  return stateroom::serve(std::move(factory), std::move(a.options));
+  Server server(std::move(factory), std::move(a.options));
+  if (auto status = server.start(); !status) {
+    spdlog::error("{}", status.message());
+    return 1;
+  }
+  log_limits(*engine);
+  signals.wait();
+  server.stop();
+  return 0;
 }
 
 // --- dev ----------------------------------------------------------------------------------------------
@@ -220,6 +236,7 @@ int dev(const cli::Project& project, Args& a) {
       return false;
     }
     if (!a.options.static_dir.empty()) spdlog::info("static files from {} at /", a.options.static_dir);
+    log_limits(*engine);
     return true;
   };
   if (auto build = build_and_load(project, sdk, engine, a.load); build.module) {

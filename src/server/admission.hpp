@@ -35,8 +35,9 @@ enum class Refusal : std::uint8_t {
   origin,                 ///< an upgrade from a page whose origin is not in --allowed-origins
   token,                  ///< an upgrade without a valid token (--auth-token-secret)
   refused_by_service,     ///< an upgrade the service factory's admit refused
+  room_unavailable,       ///< a room whose service could not start for want of a shared budget
 };
-inline constexpr std::size_t refusal_kinds = 8;
+inline constexpr std::size_t refusal_kinds = 9;
 
 /// At most one line per cause every 10 seconds, saying how many more there were. Thread-safe.
 class RefusalLog {

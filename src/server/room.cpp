@@ -26,7 +26,7 @@ constexpr std::size_t event_overhead = 64;
 
 }  // namespace
 
-std::shared_ptr<Room> Room::create(Worker& worker, std::string id) {
+std::shared_ptr<Room> Room::create(Worker& worker, std::string id, std::string* unavailable) {
   auto room = std::make_shared<Room>(worker, std::move(id));
   const auto factory = worker.shared.factory.load();
   room->generation_ = factory->generation;
@@ -42,7 +42,8 @@ std::shared_ptr<Room> Room::create(Worker& worker, std::string id) {
   room->running_ = false;
   if (!room->service_ && !room->failure_) room->failure_ = "the service factory built nothing";
   if (room->failure_) {
-    room->end(EndReason::failed, *room->failure_);
+    if (room->unavailable_ && unavailable) *unavailable = *room->failure_;
+    room->end(room->unavailable_ ? EndReason::unavailable : EndReason::failed, *room->failure_);
     return nullptr;
   }
   spdlog::debug("room '{}' created", room->id_);
@@ -53,7 +54,11 @@ std::shared_ptr<Room> Room::create(Worker& worker, std::string id) {
 }
 
 Room::Room(Worker& worker, std::string id)
-    : worker_(worker), id_(std::move(id)), timer_(worker.ioc), grace_timer_(worker.ioc) {}
+    : worker_(worker),
+      id_(std::move(id)),
+      timer_(worker.ioc),
+      grace_timer_(worker.ioc),
+      resume_timer_(worker.ioc) {}
 
 Room::~Room() {
   if (counted_) worker_.shared.admission.room_ended();
@@ -127,7 +132,7 @@ bool Room::invoke(const Event& event) {
 
 bool Room::settle() {
   if (failure_) {
-    end(EndReason::failed, *failure_);
+    end(unavailable_ ? EndReason::unavailable : EndReason::failed, *failure_);
     return false;
   }
   if (!alive()) return false;
@@ -140,9 +145,9 @@ bool Room::settle() {
 }
 
 void Room::schedule_resume() {
-  boost::asio::post(worker_.ioc, [weak = weak_from_this()] {
+  auto resume = [weak = weak_from_this()](boost::system::error_code ec = {}) {
     auto self = weak.lock();
-    if (!self || self->state_ != State::paused) return;
+    if (ec || !self || self->state_ != State::paused) return;
     self->state_ = State::running;
     self->running_ = true;
     try {
@@ -153,7 +158,14 @@ void Room::schedule_resume() {
       self->fail("resuming the service threw a non-standard exception");
     }
     self->run_queue(self->settle());
-  });
+  };
+  const auto delay = hosted().resume_delay();
+  if (delay > std::chrono::steady_clock::duration::zero()) [[unlikely]] {
+    resume_timer_.expires_after(delay);
+    resume_timer_.async_wait(std::move(resume));
+  } else {
+    boost::asio::post(worker_.ioc, std::move(resume));
+  }
 }
 
 std::optional<ClientId> Room::join(Client& member) {
@@ -182,11 +194,9 @@ inline Room::Member* Room::member(ClientId client) {
 }
 
 void Room::remove_member(ClientId client) {
-  auto it = std::lower_bound(members_.begin(), members_.end(), client,
-                             [](const Member& m, ClientId c) { return m.id < c; });
-  if (it != members_.end() && it->id == client) {
-    std::erase(waiting_, it->client);
-    members_.erase(it);
+  if (Member* m = member(client)) {
+    std::erase(waiting_, m->client);
+    members_.erase(members_.begin() + (m - members_.data()));
   }
   emptied_ = members_.empty();
   if (emptied_ && !worker_.shutting_down) start_grace();
@@ -324,6 +334,12 @@ void Room::fail(std::string_view reason) {
   if (!failure_) failure_ = std::string(reason);
 }
 
+void Room::unavailable(std::string_view reason) {
+  if (failure_) return;
+  failure_ = std::string(reason);
+  unavailable_ = true;
+}
+
 bool Room::outdated() const noexcept { return generation_ != worker_.shared.factory.load()->generation; }
 
 bool Room::end_if_replaced() {
@@ -342,6 +358,7 @@ void Room::on_empty() {
 void Room::unregister() {
   timer_.cancel();
   grace_timer_.cancel();
+  resume_timer_.cancel();
   auto it = worker_.rooms.find(id_);
   if (it == worker_.rooms.end() || it->second.get() != this) return;
   // The registry's reference goes after this pass of the event loop, not now: the room may be deep
@@ -355,6 +372,7 @@ void Room::shut_down() {
   // waited for: it is dropped with its unfinished handler).
   grace_timer_.cancel();
   timer_.cancel();
+  resume_timer_.cancel();
   queue_.clear();
   queued_bytes_ = 0;
   waiting_.clear();
@@ -369,7 +387,7 @@ void Room::shut_down() {
 
 void Room::end(EndReason why, std::string_view detail) {
   if (!alive()) return;
-  state_ = State::ending;
+  const State state_before = std::exchange(state_, State::ending);
   auto self = shared_from_this();  // the registry may hold the last reference
   switch (why) {
     case EndReason::empty:
@@ -381,6 +399,11 @@ void Room::end(EndReason why, std::string_view detail) {
     case EndReason::failed:
       spdlog::error("room '{}' failed: {}; closing its {} client(s)", id_, detail, members_.size());
       break;
+    case EndReason::unavailable:
+      // One that could not start is reported by whoever asked for it (rate-limited).
+      if (state_before != State::created)
+        spdlog::warn("room '{}' cannot run now: {}; closing its {} client(s)", id_, detail, members_.size());
+      break;
     case EndReason::shutdown:
       break;
   }
@@ -389,12 +412,17 @@ void Room::end(EndReason why, std::string_view detail) {
   queue_.clear();
   queued_bytes_ = 0;
   waiting_.clear();
-  const CloseCode code = why == EndReason::failed ? CloseCode::internal_error : CloseCode::going_away;
-  const char* reason = why == EndReason::failed ? "room failed" : "server shutting down";
+  const CloseCode code = why == EndReason::failed        ? CloseCode::internal_error
+                         : why == EndReason::unavailable ? CloseCode::try_again_later
+                                                         : CloseCode::going_away;
+  const char* reason = why == EndReason::failed        ? "room failed"
+                       : why == EndReason::unavailable ? "room unavailable, try again later"
+                                                       : "server shutting down";
   for (auto& m : members) m.client->close(code, reason);
   unregister();
   service_.reset();  // a WebAssembly room's instance goes with it, before its place in the budget
   failure_.reset();
+  unavailable_ = false;
   if (std::exchange(counted_, false)) worker_.shared.admission.room_ended();
   state_ = State::ended;
 }

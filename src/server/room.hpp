@@ -23,8 +23,10 @@ struct Worker;
 /// service is paused (HostedService::pending) waits in the room's queue.
 class Room final : public Context, public std::enable_shared_from_this<Room> {
  public:
-  /// Builds the service and delivers `init`. Null when either fails (logged).
-  static std::shared_ptr<Room> create(Worker& worker, std::string id);
+  /// Builds the service and delivers `init`. Null when either fails (logged), or when the factory
+  /// found the room unavailable (Context::unavailable): then `unavailable` gets the reason, for
+  /// the caller to report (not logged here).
+  static std::shared_ptr<Room> create(Worker& worker, std::string id, std::string* unavailable = nullptr);
 
   Room(Worker& worker, std::string id);
   ~Room();
@@ -40,6 +42,7 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
     empty,     ///< no members for its grace period
     replaced,  ///< empty, and its service's factory was replaced (Server::replace_factory)
     failed,    ///< its service failed: every client is closed with 1011
+    unavailable,  ///< its service cannot run now (Context::unavailable): closed with 1013
     shutdown,  ///< the server stops: every client is closed with 1001
   };
 
@@ -82,6 +85,7 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   void send(MessageRecipient to, const MessagePayload& payload) override;
   void set_timer(std::uint32_t ms) override;
   void fail(std::string_view reason) override;
+  void unavailable(std::string_view reason) override;
 
  private:
   struct Member {
@@ -112,7 +116,8 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   /// After a handler or a resume: ends the room if it failed, pauses it if the service is
   /// pending. False when the room cannot run its next event now.
   bool settle();
-  /// Schedules the paused service's next `resume` behind the worker's other ready work.
+  /// Schedules the paused service's next `resume` behind the worker's other ready work, or after
+  /// the delay it asks for.
   void schedule_resume();
   /// The member with this id, or null.
   Member* member(ClientId client);
@@ -122,8 +127,9 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   bool only_timers_queued() const noexcept;
   /// Lets the clients that stopped reading read again once the queue is under half its bound.
   void release_readers();
-  /// The one way a room ends: closes its members (1011 when it failed, 1001 at shutdown), drops
-  /// its queue, timers and service, and leaves the registry. `detail` is the failure's reason.
+  /// The one way a room ends: closes its members (1011 when it failed, 1013 when unavailable, 1001
+  /// at shutdown), drops its queue, timers and service, and leaves the registry. `detail` is the
+  /// failure's reason.
   void end(EndReason why, std::string_view detail = {});
   void unregister();
   void on_empty();
@@ -146,9 +152,11 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   std::vector<Client*> waiting_;      ///< members that stopped reading because queue_ is full
   std::vector<ClientId> evicted_;     ///< scratch for `send`: members whose queue overflowed
   std::optional<std::string> failure_;
+  bool unavailable_ = false;  ///< failure_ came from Context::unavailable
   boost::asio::steady_timer timer_;
   std::uint64_t timer_generation_ = 0;
   boost::asio::steady_timer grace_timer_;
+  boost::asio::steady_timer resume_timer_;  ///< a paused service that asked to wait (resume_delay)
 };
 
 }  // namespace stateroom::server

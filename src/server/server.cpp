@@ -46,9 +46,15 @@ std::shared_ptr<Room> Worker::find_or_create_room(const std::string& room_id, co
                                 room_id, limits.new_rooms_per_ip_per_second));
     return nullptr;
   }
-  auto room = Room::create(*this, room_id);
+  std::string unavailable;
+  auto room = Room::create(*this, room_id, &unavailable);
   if (!room) {
     shared.admission.room_ended();
+    if (!unavailable.empty()) {
+      if (refused) *refused = Refusal::room_unavailable;
+      shared.admission.log.report(Refusal::room_unavailable,
+                                  fmt::format("refused to create room '{}': {}", room_id, unavailable));
+    }
     return nullptr;
   }
   room->count_in_budget();

@@ -88,7 +88,10 @@ void BasicWebSocketSession<Socket>::start() {
   if (!room) {
     if (refused) {
       begin_close(protocol::CloseCode::try_again_later,
-                  *refused == Refusal::rooms ? "too many rooms" : "too many new rooms from this address", Drop::none);
+                  *refused == Refusal::rooms                   ? "too many rooms"
+                  : *refused == Refusal::room_creations_per_ip ? "too many new rooms from this address"
+                                                               : "room unavailable, try again later",
+                  Drop::none);
     } else {
       begin_close(protocol::CloseCode::internal_error, "room failed", Drop::none);
     }

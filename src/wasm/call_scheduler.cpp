@@ -1,6 +1,7 @@
 #include "call_scheduler.hpp"
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cstring>
@@ -40,6 +41,8 @@ std::string format_bytes(std::uint64_t bytes) {
   if (bytes % (1ull << 30) == 0) return fmt::format("{} GiB", bytes >> 30);
   if (bytes % (1ull << 20) == 0) return fmt::format("{} MiB", bytes >> 20);
   if (bytes % (1ull << 10) == 0) return fmt::format("{} KiB", bytes >> 10);
+  if (bytes >= (1ull << 30)) return fmt::format("{:.1f} GiB", static_cast<double>(bytes) / (1ull << 30));
+  if (bytes >= (1ull << 20)) return fmt::format("{:.1f} MiB", static_cast<double>(bytes) / (1ull << 20));
   return fmt::format("{} bytes", bytes);
 }
 
@@ -79,8 +82,15 @@ std::optional<std::string> CallScheduler::instantiate(const wasmtime_instance_pr
   wasmtime_error_t* error = wasmtime_instance_pre_instantiate(pre, context_, &instance, &trap);
   runtime_.guest_finished();
   synchronous_ = false;
-  if (error) return "instantiating the module failed: " + (fault_.empty() ? take_message(error) : fault_);
-  if (trap) return fault_.empty() ? explain_failure(take_message(trap), runtime_.limits) : fault_;
+  // The error or trap is taken (and freed) even when the host's own reason replaces its message.
+  if (error) {
+    std::string message = take_message(error);
+    return "instantiating the module failed: " + (fault_.empty() ? message : fault_);
+  }
+  if (trap) {
+    std::string message = take_message(trap);
+    return fault_.empty() ? explain_failure(std::move(message), runtime_.limits) : fault_;
+  }
   return std::nullopt;
 }
 
@@ -192,9 +202,44 @@ void CallScheduler::begin(Context& ctx) {
 
 void CallScheduler::resume(Context& ctx) {
   ctx_ = &ctx;
-  advance();
+  if (!share_.over() || !held_back()) advance();
   ctx_ = nullptr;
   if (output_.dropped() && !pending()) output_.report_dropped();  // once per event, when it ends
+}
+
+bool CallScheduler::held_back() {
+  const auto now = Clock::now();
+  const auto wait = share_.wait(now);
+  if (wait == Clock::duration{}) {
+    if (held_) {
+      held_total_ += now - held_since_;
+      released_at_ = now;
+      held_ = false;
+    }
+    return false;
+  }
+  const auto window = runtime_.limits.cpu_window;
+  if (!held_) {
+    // A whole window without being held back starts the count again.
+    if (released_at_ == Clock::time_point{} || now - released_at_ > window) held_total_ = {};
+    held_ = true;
+    held_since_ = now;
+    if (!told_held_) {
+      told_held_ = true;
+      spdlog::warn("room '{}': its guest used more than its CPU share ({} % of a core over {} ms): held back",
+                   guest_.room_id(), runtime_.limits.cpu_share_percent, window.count());
+    }
+  }
+  const auto held_for = std::chrono::duration_cast<std::chrono::milliseconds>(held_total_ + (now - held_since_));
+  if (held_for >= window) {
+    held_ = false;
+    fail(fmt::format("the guest kept using more than its CPU share ({} % of a core over {} ms) and was held "
+                     "back for {} ms",
+                     runtime_.limits.cpu_share_percent, window.count(), held_for.count()));
+    return true;
+  }
+  hold_for_ = wait;
+  return true;
 }
 
 void CallScheduler::start_slice() noexcept {
@@ -342,13 +387,36 @@ wasm_trap_t* CallScheduler::fault(std::string reason) {
   return wasmtime_trap_new(fault_.data(), fault_.size());
 }
 
+// --- the memory budget of all rooms -----------------------------------------------------------------
+
+void CallScheduler::on_budget_refused(void* env, std::uint64_t desired) noexcept {
+  auto& self = *static_cast<CallScheduler*>(env);
+  self.budget_refused_ = true;
+  try {
+    self.fault_ = self.budget_refusal(desired);
+  } catch (...) {
+    self.fault_.clear();  // the trap's own message says it
+  }
+}
+
+std::string CallScheduler::budget_refusal(std::uint64_t desired) const {
+  const auto& budget = runtime_.memory_budget;
+  return fmt::format("the memory of all rooms is at its limit of {} ({} in use; this room's would grow to {})",
+                     format_bytes(budget.limit), format_bytes(budget.used.load(std::memory_order_relaxed)),
+                     format_bytes(desired));
+}
+
 // --- deadlines ------------------------------------------------------------------------------------
 
 wasmtime_error_t* CallScheduler::on_deadline(wasmtime_context_t*, void* data, std::uint64_t* delta,
                                              wasmtime_update_deadline_kind_t* kind) noexcept {
   auto& self = *static_cast<CallScheduler*>(data);
   const auto now = Clock::now();
-  if (self.slice_start_ != Clock::time_point{}) self.event_time_ += now - self.slice_start_;
+  // The share is charged the slice when it was timed, else a tick: a tick lands in a call with the
+  // odds of its length, so short untimed calls are charged what they use on average.
+  const auto slice = self.slice_start_ != Clock::time_point{} ? now - self.slice_start_ : Clock::duration{};
+  self.event_time_ += slice;
+  self.share_.charge(now, self.slice_start_ != Clock::time_point{} ? slice : Clock::duration(Engine::Impl::tick));
   self.slice_start_ = now;
   const auto allowance = self.runtime_.limits.cpu_time_per_event;
   if (self.event_time_ >= allowance) {

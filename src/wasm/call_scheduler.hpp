@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 
+#include "cpu_share.hpp"
 #include "engine_impl.hpp"
 #include "guest_memory.hpp"
 #include "guest_output.hpp"
@@ -37,6 +38,8 @@ std::string explain_failure(std::string raw, const Limits& limits);
 /// free a block whenever it likes, and guests read their event without keeping it).
 class CallScheduler {
  public:
+  using Clock = std::chrono::steady_clock;
+
   /// One step of an event's plan.
   enum class Step : std::uint8_t {
     initialize,     ///< call `_initialize`, when the module exports it
@@ -59,7 +62,10 @@ class CallScheduler {
 
   /// `guest` is asked for the version check; `output` is flushed when the room fails.
   CallScheduler(Engine::Impl& runtime, GuestOutput& output, GuestInstance& guest) noexcept
-      : runtime_(runtime), output_(output), guest_(guest) {}
+      : runtime_(runtime),
+        output_(output),
+        guest_(guest),
+        share_(runtime.limits.cpu_window, runtime.limits.cpu_share_percent) {}
   ~CallScheduler() { stop(); }
   CallScheduler(const CallScheduler&) = delete;
   CallScheduler& operator=(const CallScheduler&) = delete;
@@ -95,10 +101,13 @@ class CallScheduler {
   /// For loading, without a room: runs `steps` to their end. The reason when the guest failed.
   std::optional<std::string> run_to_end(std::initializer_list<Step> steps);
 
-  /// Whether a call paused and the plan has not finished.
-  bool pending() const noexcept { return future_ != nullptr || typed_call_ != nullptr; }
-  /// Continues the plan for a while.
+  /// Whether a call paused and the plan has not finished, or the room is held back (over its CPU
+  /// share) with the plan waiting.
+  bool pending() const noexcept { return future_ != nullptr || typed_call_ != nullptr || held_; }
+  /// Continues the plan for a while (unless the room is still held back).
   void resume(Context& ctx);
+  /// While held back: how long until the room's use is within its share again.
+  Clock::duration resume_delay() const noexcept { return held_ ? hold_for_ : Clock::duration{}; }
 
   // --- for the guest's imports --------------------------------------------------------------------
 
@@ -107,12 +116,22 @@ class CallScheduler {
   /// Records `reason` as the cause of the trap it returns (the room fails with it).
   wasm_trap_t* fault(std::string reason);
 
+  // --- the memory budget of all rooms ---------------------------------------------------------------
+
+  /// Called by the store's limiter (`env`: the scheduler) when the budget of all rooms refuses a
+  /// growth of the guest's memory to `desired` bytes, just before the growth traps: the room
+  /// fails with budget_refusal(desired) as its reason.
+  static void on_budget_refused(void* env, std::uint64_t desired) noexcept;
+  /// Whether the budget refused this guest memory (at instantiation: the room cannot start now).
+  bool budget_refused() const noexcept { return budget_refused_; }
+  /// The reason for a room whose memory of `desired` bytes the budget cannot hold.
+  std::string budget_refusal(std::uint64_t desired) const;
+
  private:
   /// The smallest block allocated in the guest for the host's events.
   static constexpr std::uint32_t min_block_size = 1024;
   /// Past this an event cannot be handed over: the block, a 32-bit size grown in powers of two.
   static constexpr std::uint64_t max_block_size = std::uint64_t{1} << 31;
-  using Clock = std::chrono::steady_clock;
 
   void plan(std::initializer_list<Step> steps, const Entry& entry) noexcept;
   /// Runs a new event's plan as far as it goes without pausing.
@@ -122,6 +141,9 @@ class CallScheduler {
   void advance();
   /// Marks the start of a slice of the call in flight, before each poll.
   void start_slice() noexcept;
+  /// Whether the room must wait before running more (over its CPU share); fails it when it has
+  /// waited for a whole window. Reads the clock only when the last tick found it over its share.
+  bool held_back();
   void start_call(const wasmtime_func_t& func, const std::int32_t* args, std::size_t nargs,
                   std::size_t nresults);
   /// Checks the call that just finished; false (room failed) on a trap.
@@ -163,10 +185,20 @@ class CallScheduler {
   bool failed_ = false;
   std::string failure_;              ///< why the room failed
   std::string fault_;                ///< why the host made the guest trap, when it did
+  bool budget_refused_ = false;      ///< the memory budget refused a growth (see on_budget_refused)
   bool synchronous_ = false;         ///< outside a pausable call (instantiation): deadlines cannot pause
   Clock::duration event_time_{};     ///< guest time spent on the current event
   Clock::time_point slice_start_{};  ///< the slice's start; zero while a call's first slice runs
   bool call_polled_ = false;         ///< the call in flight was polled before (it paused)
+
+  // The CPU share (Limits::cpu_share_percent over cpu_window).
+  CpuShare share_;
+  bool held_ = false;                ///< held back: the plan waits for the share
+  bool told_held_ = false;           ///< the log has said that this room is held back
+  Clock::duration hold_for_{};       ///< while held: until the share allows it again
+  Clock::time_point held_since_{};   ///< while held: since when
+  Clock::duration held_total_{};     ///< held back in all, since the last window without a hold
+  Clock::time_point released_at_{};  ///< when the last hold ended
 };
 
 }  // namespace stateroom::wasm::detail

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <condition_variable>
+#include <cstddef>
 #include <mutex>
 #include <thread>
 
@@ -34,6 +35,15 @@ struct Engine::Impl {
   const Limits limits;
   detail::EngineHandle engine;
   std::atomic<std::uint32_t> live_instances{0};
+  /// The linear memory of every room's instance together, against limits.total_memory_bytes:
+  /// the Wasmtime wrapper crate's `stateroom_memory_budget_t` (which updates it as memories grow,
+  /// and as their stores go).
+  struct MemoryBudget {
+    std::atomic<std::uint64_t> used{0};
+    std::uint64_t limit = 0;
+  } memory_budget;
+  static_assert(std::atomic<std::uint64_t>::is_always_lock_free && sizeof(MemoryBudget) == 16 &&
+                offsetof(MemoryBudget, limit) == 8);
 
  private:
   void tick_epochs();

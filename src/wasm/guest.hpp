@@ -53,6 +53,8 @@ class Guest final : public HostedService {
     if (!adapter_.bind()) return std::string("the instance lacks an export its module declares");
     return std::nullopt;
   }
+  /// After start() failed: whether for want of what all rooms share (GuestInstance::unavailable).
+  bool unavailable() const noexcept { return instance_.unavailable(); }
   /// For loading: starts, runs `_initialize` and checks the version globals, to completion.
   std::optional<std::string> probe() {
     if (auto error = start()) return error;
@@ -78,6 +80,9 @@ class Guest final : public HostedService {
   }
   bool pending() const noexcept override { return instance_.calls().pending(); }
   void resume(Context& ctx) override { instance_.calls().resume(ctx); }
+  std::chrono::steady_clock::duration resume_delay() const noexcept override {
+    return instance_.calls().resume_delay();
+  }
 
  private:
   GuestInstance instance_;

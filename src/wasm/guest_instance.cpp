@@ -7,10 +7,13 @@
 
 #if STATEROOM_WASMTIME_WRAPPER
 // Defined by our Wasmtime wrapper crate (third_party/wasmtime/src/lib.rs): memory growth past the
-// cap traps instead of returning -1. With a prebuilt Wasmtime (STATEROOM_WASMTIME_ROOT) the growth
-// fails with -1 instead, and the guest's allocator reports it (the C++ guest SDK traps).
-extern "C" void stateroom_store_limits_trapping(wasmtime_context_t* context, std::int64_t memory_size,
-                                                std::int64_t table_elements);
+// room's cap, or past what the budget of all rooms has left, traps instead of returning -1. With a
+// prebuilt Wasmtime (STATEROOM_WASMTIME_ROOT) a growth past the cap fails with -1 instead (the C++
+// guest SDK's allocator then traps), and each room takes its whole cap from the budget as it starts.
+extern "C" void stateroom_store_limiter(wasmtime_store_t* store, std::uint64_t memory_size,
+                                        std::uint64_t table_elements,
+                                        stateroom::wasm::Engine::Impl::MemoryBudget* budget,
+                                        void (*refused)(void* env, std::uint64_t desired), void* refused_env);
 #endif
 
 namespace stateroom::wasm::detail {
@@ -26,22 +29,38 @@ GuestInstance::GuestInstance(std::shared_ptr<const Module::Impl> module, std::st
 GuestInstance::~GuestInstance() {
   calls_.stop();
   output_.flush();
-  store_.reset();
+  store_.reset();  // gives its memory back to the budget
+#if !STATEROOM_WASMTIME_WRAPPER
+  if (holds_cap_) module_->runtime().memory_budget.used.fetch_sub(module_->runtime().limits.memory_bytes);
+#endif
   if (holds_slot_) module_->runtime().release_instance();
 }
 
 std::optional<std::string> GuestInstance::start(void* adapter) {
   auto& runtime = module_->runtime();
   const Limits& limits = runtime.limits;
-  if (!runtime.acquire_instance())
+  if (!runtime.acquire_instance()) {
+    unavailable_ = true;
     return fmt::format("the limit of {} WebAssembly instances (rooms) is reached", limits.max_instances);
+  }
   holds_slot_ = true;
 
   store_.reset(wasmtime_store_new(runtime.engine.get(), adapter, nullptr));
   context_ = wasmtime_store_context(store_.get());
-  wasmtime_store_limiter(store_.get(), static_cast<std::int64_t>(limits.memory_bytes), -1, -1, -1, -1);
 #if STATEROOM_WASMTIME_WRAPPER
-  stateroom_store_limits_trapping(context_, static_cast<std::int64_t>(limits.memory_bytes), -1);
+  stateroom_store_limiter(store_.get(), limits.memory_bytes, UINT64_MAX, &runtime.memory_budget,
+                          &CallScheduler::on_budget_refused, &calls_);
+#else
+  wasmtime_store_limiter(store_.get(), static_cast<std::int64_t>(limits.memory_bytes), -1, -1, -1, -1);
+  auto& used = runtime.memory_budget.used;
+  std::uint64_t now = used.load(std::memory_order_relaxed);
+  do {
+    if (now + limits.memory_bytes > runtime.memory_budget.limit) {
+      unavailable_ = true;
+      return calls_.budget_refusal(limits.memory_bytes);
+    }
+  } while (!used.compare_exchange_weak(now, now + limits.memory_bytes, std::memory_order_relaxed));
+  holds_cap_ = true;
 #endif
   calls_.attach(store_.get());
 
@@ -52,7 +71,10 @@ std::optional<std::string> GuestInstance::start(void* adapter) {
   if (wasmtime_error_t* error = wasmtime_context_set_wasi(context_, wasi))
     return "setting up WASI failed: " + take_message(error);
 
-  if (auto error = calls_.instantiate(module_->pre.get(), instance_)) return error;
+  if (auto error = calls_.instantiate(module_->pre.get(), instance_)) {
+    unavailable_ = calls_.budget_refused();  // no room for its first memory: not its fault
+    return error;
+  }
 
   wasmtime_extern_t memory;
   bool ok = wasmtime_instance_export_get(context_, &instance_, "memory", 6, &memory) &&

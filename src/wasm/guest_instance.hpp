@@ -38,6 +38,9 @@ class GuestInstance {
   /// Instantiates the module, with `adapter` (the interface's) as the store's data: the imports
   /// find it there. The reason when it fails.
   std::optional<std::string> start(void* adapter);
+  /// After start() failed: whether it failed for want of what all rooms share (an instance slot,
+  /// memory within the budget) rather than for anything of its own; such a room may start later.
+  bool unavailable() const noexcept { return unavailable_; }
   /// For loading, once started: runs `_initialize` and checks the version globals, to completion.
   std::optional<std::string> probe();
   /// The version globals against what the host supports; the reason when they differ.
@@ -70,6 +73,8 @@ class GuestInstance {
   GuestMemory memory_;
   CallScheduler calls_;
   bool holds_slot_ = false;
+  bool holds_cap_ = false;  ///< with a prebuilt Wasmtime: its whole memory cap is in the budget
+  bool unavailable_ = false;
   StoreHandle store_;
   wasmtime_context_t* context_ = nullptr;
   wasmtime_instance_t instance_{};

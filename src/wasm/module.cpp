@@ -330,7 +330,11 @@ template <class Guest>
 std::unique_ptr<Service> start(std::shared_ptr<const Module::Impl> module, std::string room_id, Context& ctx) {
   auto guest = std::make_unique<Guest>(std::move(module), std::move(room_id));
   if (auto error = guest->start()) {
-    ctx.fail(*error);
+    if (guest->unavailable()) {
+      ctx.unavailable(*error);
+    } else {
+      ctx.fail(*error);
+    }
     return nullptr;
   }
   return guest;

@@ -335,6 +335,64 @@ TEST(WasmServe, ABusyGuestDoesNotHoldUpItsNeighbour) {
   EXPECT_EQ(hog->read_until_closed(5s), 1011);
 }
 
+// A guest that keeps itself busy with endless short events (each far under the per-event
+// allowance) is held back at its CPU share, then fails; its neighbour on the same thread keeps
+// being answered throughout.
+TEST(WasmServe, AGuestBusyPastItsCpuShareIsHeldBackThenFails) {
+  LogCapture log;
+  auto module = Module::load(engine({.cpu_share_percent = 30, .cpu_window = 1s}), hostile_path);
+  TestServer server(module, {.threads = 1});  // the same worker thread for both rooms
+  auto neighbour = connect(server, "/ws/neighbour");
+  auto hog = connect(server, "/ws/hog");
+  ASSERT_TRUE(neighbour && hog);
+  expect_echo(*neighbour, "warm-up");
+  const auto started = std::chrono::steady_clock::now();
+  expect_echo(*hog, "!C");  // from here on its timer keeps it busy
+  ASSERT_TRUE(log.wait_for("room 'hog': its guest used more than its CPU share (30 % of a core over 1000 ms): "
+                           "held back"));
+  const auto held = std::chrono::steady_clock::now() - started;
+  std::vector<double> round_trips_ms;
+  std::optional<std::uint16_t> closed;
+  while (!closed && std::chrono::steady_clock::now() - started < 10s) {
+    const auto start = std::chrono::steady_clock::now();
+    expect_echo(*neighbour, "ping");
+    round_trips_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+    closed = hog->read_until_closed(20ms);
+  }
+  const auto failed = std::chrono::steady_clock::now() - started;
+  ASSERT_EQ(closed, 1011) << "the hog was never failed";
+  EXPECT_TRUE(log.wait_for("room 'hog' failed: the guest kept using more than its CPU share (30 % of a core over "
+                           "1000 ms) and was held back for 1"));
+  // Held back once it had used 30 % of the window (0.3 s), failed once held back for a window in
+  // all: it runs at most 30 % of the time from then on, so that takes more than a second.
+  EXPECT_GE(held, 250ms);
+  EXPECT_GE(failed - held, 1s);
+  std::sort(round_trips_ms.begin(), round_trips_ms.end());
+  ASSERT_FALSE(round_trips_ms.empty());
+  std::printf("hog held back after %.2f s, failed after %.2f s; neighbour: %zu round trips, median %.2f ms, "
+              "worst %.2f ms\n",
+              std::chrono::duration<double>(held).count(), std::chrono::duration<double>(failed).count(),
+              round_trips_ms.size(), round_trips_ms[round_trips_ms.size() / 2], round_trips_ms.back());
+  EXPECT_LT(round_trips_ms.back(), 250.0);
+  auto again = connect(server, "/ws/hog");
+  ASSERT_TRUE(again);
+  expect_echo(*again, "a fresh instance");
+}
+
+// At 100 % the share holds no room back: the same guest keeps running (until it is told to stop
+// by its room ending).
+TEST(WasmServe, AFullCpuShareHoldsNoRoomBack) {
+  LogCapture log;
+  auto module = Module::load(engine({.cpu_share_percent = 100, .cpu_window = 200ms}), hostile_path);
+  TestServer server(module, {.threads = 1});
+  auto hog = connect(server, "/ws/hog");
+  ASSERT_TRUE(hog);
+  expect_echo(*hog, "!C");
+  EXPECT_FALSE(hog->read_until_closed(1500ms)) << "the room ended";
+  expect_echo(*hog, "still up");
+  EXPECT_FALSE(log.contains("CPU share"));
+}
+
 /// Voluntary context switches of the engines' epoch clocks (threads named stateroom-epoch).
 long epoch_clock_wakeups() {
   long total = 0;
@@ -425,7 +483,7 @@ TEST(WasmServe, TheInstanceLimitRefusesTheRoomBeyondIt) {
   expect_echo(*b, "b");
   auto c = connect(server, "/ws/c");
   ASSERT_TRUE(c);
-  EXPECT_EQ(c->read_until_closed(5s), 1011);
+  EXPECT_EQ(c->read_until_closed(5s), 1013) << "a room refused for want of an instance: try again later";
   a->close();  // room a ends at once (grace: immediate), freeing its instance
   std::unique_ptr<WsClient> retry;
   for (int attempt = 0; attempt < 50; ++attempt) {
@@ -438,6 +496,68 @@ TEST(WasmServe, TheInstanceLimitRefusesTheRoomBeyondIt) {
     std::this_thread::sleep_for(20ms);
   }
   EXPECT_TRUE(retry) << "room c never started after room a ended";
+}
+
+/// Waits until `engine`'s rooms hold `bytes` of memory; false when they still do not after 5 s.
+bool memory_in_use_becomes(const Engine& engine, std::uint64_t bytes) {
+  for (int i = 0; i < 500 && engine.memory_in_use() != bytes; ++i) std::this_thread::sleep_for(10ms);
+  return engine.memory_in_use() == bytes;
+}
+
+constexpr std::uint64_t kib = 1024, mib = 1024 * kib;
+constexpr std::uint64_t hostile_memory = 256 * kib;  // its 4 pages
+
+// The memory of all rooms together has a budget: a room whose growth would pass it fails (its
+// neighbours keep theirs), and what a room held goes back when it ends.
+TEST(WasmServe, ARoomGrowingPastTheMemoryBudgetOfAllRoomsFailsAlone) {
+  LogCapture log;
+  auto runtime = engine({.memory_bytes = 4 * mib, .total_memory_bytes = 3 * mib});
+  EXPECT_EQ(runtime->limits().total_memory_bytes, 3 * mib);
+  auto module = Module::load(runtime, hostile_path);
+  TestServer server(module, {.room_grace = RoomGrace::immediate()});
+  auto a = connect(server, "/ws/a");
+  ASSERT_TRUE(a);
+  expect_echo(*a, "!H");  // 1.25 MiB
+  expect_echo(*a, "!H");  // 2.25 MiB
+  EXPECT_EQ(runtime->memory_in_use(), 2 * mib + hostile_memory);
+  auto b = connect(server, "/ws/b");
+  ASSERT_TRUE(b);
+  expect_echo(*b, "b");  // 2.5 MiB in all
+  EXPECT_EQ(runtime->memory_in_use(), 2 * mib + 2 * hostile_memory);
+  b->send_text("!H");  // 3.5 MiB would pass the budget, within b's own 4 MiB
+  EXPECT_EQ(b->read_until_closed(5s), 1011);
+  EXPECT_TRUE(log.wait_for("room 'b' failed: the memory of all rooms is at its limit of 3 MiB"));
+  EXPECT_TRUE(memory_in_use_becomes(*runtime, 2 * mib + hostile_memory)) << runtime->memory_in_use();
+  expect_echo(*a, "a keeps its memory");
+  a->close();
+  EXPECT_TRUE(memory_in_use_becomes(*runtime, 0)) << runtime->memory_in_use();
+}
+
+// A room that cannot start within the budget is refused with 1013 (try again later), logged as a
+// refusal, and starts once another room's memory has gone back.
+TEST(WasmServe, ARoomThatDoesNotFitTheMemoryBudgetIsRefusedUntilItDoes) {
+  LogCapture log;
+  auto runtime = engine({.total_memory_bytes = 3 * hostile_memory});
+  auto module = Module::load(runtime, hostile_path);
+  TestServer server(module, {.room_grace = RoomGrace::immediate()});
+  std::vector<std::unique_ptr<WsClient>> rooms;
+  for (const char* id : {"/ws/a", "/ws/b", "/ws/c"}) {
+    rooms.push_back(connect(server, id));
+    ASSERT_TRUE(rooms.back());
+    expect_echo(*rooms.back(), id);
+  }
+  EXPECT_EQ(runtime->memory_in_use(), 3 * hostile_memory);
+  auto d = connect(server, "/ws/d");
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->read_until_closed(5s), 1013);
+  EXPECT_TRUE(log.wait_for("refused to create room 'd': instantiating the module failed: the memory of all "
+                           "rooms is at its limit of 768 KiB"));
+  EXPECT_FALSE(log.contains("room 'd' failed")) << "a refusal, not a failure";
+  rooms.front()->close();  // room a ends (grace: immediate): its memory goes back
+  ASSERT_TRUE(memory_in_use_becomes(*runtime, 2 * hostile_memory)) << runtime->memory_in_use();
+  d = connect(server, "/ws/d");
+  ASSERT_TRUE(d);
+  expect_echo(*d, "d started");
 }
 
 TEST(WasmServe, StoppingTheServerWhileAGuestIsPausedIsClean) {

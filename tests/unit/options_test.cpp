@@ -59,6 +59,43 @@ TEST(Options, CommandLine) {
   EXPECT_THROW(bad.parse(std::vector<std::string>{"lots", "--max-queued"}), CLI::ValidationError);
 }
 
+TEST(Options, Percentages) {
+  EXPECT_EQ(parse_percent("50"), 50u);
+  EXPECT_EQ(parse_percent("25%"), 25u);
+  EXPECT_EQ(parse_percent("100%"), 100u);
+  for (auto bad : {"", "%", "0", "0%", "101", "50 %", "-5", "half", "12.5%"}) EXPECT_FALSE(parse_percent(bad)) << bad;
+}
+
+/// The options of `stateroom serve`, registered on one CLI11 app.
+struct ServeOptions {
+  CLI::App app;
+  ServerOptions options;
+  std::string level;
+  wasm::Limits limits;
+  wasm::LoadOptions load;
+  ServeOptions() {
+    add_server_options(app, options, level);
+    add_wasm_options(app, limits, load);
+  }
+};
+
+TEST(Options, TheGuestBudgetsOnTheCommandLine) {
+  ServeOptions serve;
+  auto& [app, options, level, limits, load] = serve;
+  app.parse(std::vector<std::string>{"2GiB", "--total-memory-limit", "500ms", "--cpu-window", "20%", "--cpu-share"});
+  EXPECT_EQ(limits.cpu_share_percent, 20u);
+  EXPECT_EQ(limits.cpu_window, 500ms);
+  EXPECT_EQ(limits.total_memory_bytes, 2ull << 30);
+  for (std::vector<std::string> bad : std::vector<std::vector<std::string>>{
+           {"0", "--cpu-share"}, {"150%", "--cpu-share"}, {"50ms", "--cpu-window"}, {"lots", "--total-memory-limit"}}) {
+    CLI::App again;
+    wasm::Limits l2;
+    add_wasm_options(again, l2, load);
+    const std::string flag = bad[1];
+    EXPECT_THROW(again.parse(bad), CLI::ValidationError) << flag;
+  }
+}
+
 TEST(Options, Origins) {
   EXPECT_EQ(parse_origins("https://a.example, http://localhost:8080,,*"),
             (std::vector<std::string>{"https://a.example", "http://localhost:8080", "*"}));
@@ -117,13 +154,8 @@ TEST(Options, TheDefaultsHelpShowsAreTheStructsDefaults) {
 }
 
 TEST(Options, OneTableServesTheCommandLineAndTheProjectFile) {
-  CLI::App app;
-  ServerOptions options;
-  std::string level;
-  wasm::Limits limits;
-  wasm::LoadOptions load;
-  add_server_options(app, options, level);
-  add_wasm_options(app, limits, load);
+  ServeOptions serve;
+  auto& [app, options, level, limits, load] = serve;
   for (const OptionInfo& option : server_option_table())
     EXPECT_NE(app.get_option_no_throw(std::string(option.flag)), nullptr) << option.flag;
   app.parse(std::vector<std::string>{"--module-cache", "7", "--max-rooms", "debug", "--log-level", "2", "--threads"});

@@ -73,6 +73,21 @@ compression = true
   EXPECT_EQ(p.server_args, expected);
 }
 
+TEST_F(ProjectTest, TheGuestBudgets) {
+  write("stateroom.toml", R"([service]
+target = "counter"
+[server]
+cpu_share = "25%"
+cpu_window = "5s"
+total_memory_limit = "2GiB"
+)");
+  const std::vector<std::string> expected = {"--cpu-share", "25%", "--cpu-window", "5s", "--total-memory-limit",
+                                             "2GiB"};
+  EXPECT_EQ(Project::load(dir_ / "stateroom.toml").server_args, expected);
+  write("stateroom.toml", "[service]\ntarget = \"x\"\n[server]\ncpu_share = 80\n");
+  EXPECT_EQ(Project::load(dir_ / "stateroom.toml").server_args, (std::vector<std::string>{"--cpu-share", "80"}));
+}
+
 TEST_F(ProjectTest, OriginsAndTheTokenSecretFile) {
   write("secret.txt", "0123456789abcdef0123456789abcdef\n");
   write("stateroom.toml", R"([service]
@@ -114,7 +129,8 @@ TEST_F(ProjectTest, EveryMistakeNamesItsLineAndKey) {
   EXPECT_EQ(error("[service]\ntarget = \"x\"\n[server]\nportt = 1\n"),
             "4: unknown key 'server.portt' (known: host, port, threads, client_files, default_room, room_grace, "
             "max_message_size, max_queued, max_send_size, max_room_queue, write_timeout, ping_interval, idle_timeout, "
-            "request_timeout, close_timeout, log_level, memory_limit, cpu_limit, max_rooms, max_new_rooms_per_ip, "
+            "request_timeout, close_timeout, log_level, memory_limit, total_memory_limit, cpu_limit, cpu_share, "
+            "cpu_window, max_rooms, max_new_rooms_per_ip, "
             "max_connections, max_connections_per_ip, compression, compression_window_bits, compression_threshold, "
             "allowed_origins, auth_token_secret_file, module_cache)");
   EXPECT_EQ(error("[service]\ntarget = \"x\"\n[server]\ncompression = \"yes\"\n"),
@@ -129,6 +145,10 @@ TEST_F(ProjectTest, EveryMistakeNamesItsLineAndKey) {
             "4: server.ping_interval must be a duration (a string like \"30s\", or an integer)");
   EXPECT_EQ(error("[service]\ntarget = \"x\"\n[server]\nroom_grace = \"sometimes\"\n"),
             "4: server.room_grace: 'sometimes' is not a grace period (never, immediate or a duration)");
+  EXPECT_EQ(error("[service]\ntarget = \"x\"\n[server]\ncpu_share = 0\n"),
+            "4: server.cpu_share must be an integer from 1 to 100");
+  EXPECT_EQ(error("[service]\ntarget = \"x\"\n[server]\ncpu_share = \"half\"\n"),
+            "4: server.cpu_share must be a percentage from 1 to 100 (50 or \"50%\")");
   EXPECT_EQ(error("[service]\ntarget = \"x\"\n[server]\nmodule_cache = \"yes\"\n"),
             "4: server.module_cache must be true or false");
   EXPECT_EQ(error("[service]\ntarget = \"x\"\n[server]\nlog_level = \"loud\"\n"),

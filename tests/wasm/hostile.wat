@@ -4,7 +4,9 @@
 ;;   !P  stateroom_send with a bad pointer  !M  stateroom_send with an unknown message tag
 ;;   !U  sends text that is not UTF-8       !T  traps (unreachable)
 ;;   !W  writes a line to stdout, echoes    !S  computes for a while (it pauses), then echoes
-;;   !F  writes the line 5,000 times, echoes
+;;   !F  writes the line 5,000 times, echoes  !H  grows its memory by 1 MiB, echoes
+;;   !C  keeps itself busy with short events: computes a little, arms a 0 ms timer, and does the
+;;       same on every timer; echoes
 (module
   (import "env" "stateroom_send" (func $send (param i32 i32)))
   (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
@@ -17,6 +19,8 @@
   (data (i32.const 64) "\00\00\00\00\00\00\00\00\01\00\00\00\01\00\00\00\00\00\00\00\ff")
   ;; an iovec for fd_write: (32, 21)
   (data (i32.const 96) "\20\00\00\00\15\00\00\00")
+  ;; SetTimer { 0 }
+  (data (i32.const 128) "\01\00\00\00\00\00\00\00")
 
   ;; Every event fits in the 64 KiB block at 65536.
   (func (export "stateroom_malloc") (param $size i32) (result i32)
@@ -29,9 +33,16 @@
       (local.set $n (i32.sub (local.get $n) (i32.const 1)))
       (br_if $again (local.get $n))))
 
+  ;; A short event's work, then the timer again at once.
+  (func $busy
+    (call $spin (i32.const 200000))
+    (call $send (i32.const 128) (i32.const 8)))
+
   (func (export "stateroom_recv") (param $ptr i32) (param $len i32)
     (local $cmd i32) (local $n i32)
-    ;; only Message events (tag 3): u32 tag | u32 sender | u32 kind | u64 len | bytes at +20
+    ;; Timer events (tag 4) come from !C
+    (if (i32.eq (i32.load (local.get $ptr)) (i32.const 4)) (then (call $busy) (return)))
+    ;; otherwise only Message events (tag 3): u32 tag | u32 sender | u32 kind | u64 len | bytes at +20
     (if (i32.ne (i32.load (local.get $ptr)) (i32.const 3)) (then (return)))
     (if (i32.and (i32.ge_u (local.get $len) (i32.const 22))
                  (i32.eq (i32.load8_u offset=20 (local.get $ptr)) (i32.const 33)))
@@ -56,6 +67,8 @@
               (drop (call $fd_write (i32.const 1) (i32.const 96) (i32.const 1) (i32.const 112)))
               (local.set $n (i32.sub (local.get $n) (i32.const 1)))
               (br_if $flood (local.get $n)))))
+        (if (i32.eq (local.get $cmd) (i32.const 72)) (then (drop (memory.grow (i32.const 16)))))
+        (if (i32.eq (local.get $cmd) (i32.const 67)) (then (call $busy)))
         (if (i32.eq (local.get $cmd) (i32.const 83)) (then (call $spin (i32.const 20000000))))))
     ;; echo: Message { Client(sender), <the payload as received> }
     (i32.store (i32.const 131072) (i32.const 0))

@@ -177,12 +177,30 @@ def deflate():
     }
 
 
+def gate():
+    """Origin, Authorization, query, room id and clock, separated by NUL bytes."""
+    def fields(*parts):
+        return b"\0".join(p.encode() if isinstance(p, str) else p for p in parts)
+    return {
+        "listed": fields("https://a.example", "", "", "lobby", "1700000000"),
+        "default-port": fields("HTTP://B.EXAMPLE:80", "", "", "lobby", "0"),
+        "ipv6": fields("http://[::1]:8080", "", "", "r", ""),
+        "not-an-origin": fields("null", "", "", "r", "x"),
+        "bearer": fields("", "Bearer abc.def", "", "room", "1"),
+        "query": fields("", "", "user=7&token=a%2Eb&x", "room", "2"),
+        "bad-escape": fields("", "", "token=%zz", "room", "3"),
+        "long": fields("", "Bearer " + "A" * 1100, "", "room", "4"),
+        "room-with-newline": fields("", "", "", "a\nb", "5"),
+    }
+
+
 SEEDS = {
     "codec_to_guest": to_guest,
     "codec_from_guest": from_guest,
     "websocket_frames": frames,
     "permessage_deflate": deflate,
     "http_route": http,
+    "auth_gate": gate,
     "stateroom_toml": toml,
     "wasm_guest_output": guest,
 }

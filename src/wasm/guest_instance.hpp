@@ -73,7 +73,8 @@ class GuestInstance {
   GuestMemory memory_;
   CallScheduler calls_;
   bool holds_slot_ = false;
-  bool holds_cap_ = false;  ///< with a prebuilt Wasmtime: its whole memory cap is in the budget
+  /// With a prebuilt Wasmtime: its whole memory cap is in the budget (unused with the wrapper crate).
+  [[maybe_unused]] bool holds_cap_ = false;
   bool unavailable_ = false;
   StoreHandle store_;
   wasmtime_context_t* context_ = nullptr;

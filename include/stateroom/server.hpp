@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "service.hpp"
+#include "state_store.hpp"
 
 namespace stateroom {
 
@@ -104,6 +105,24 @@ struct ServerOptions {
   /// answered 401; a bad signature, an expired token or one for another room, 403. At least 16
   /// bytes (32 random ones are best). Empty: no token needed.
   std::string auth_token_secret{};
+
+  /// Persistence: the directory where rooms' snapshots are kept (one file per room, see
+  /// make_directory_store). A room is snapshotted when it hibernates (empty past its grace
+  /// period: its service is dropped, its snapshot kept, and the next connect brings it back with
+  /// `connect`, not `init`), when the server stops, and every `snapshot_interval` while events
+  /// happen in it. Only services that snapshot (Service::snapshot; every WebAssembly module
+  /// whose tables do not change) are kept. Empty: nothing is kept (unless `state_store` is set).
+  std::string state_dir{};
+  /// A store of your own instead of `state_dir`'s (another process's, a database).
+  std::shared_ptr<StateStore> state_store{};
+  /// How often a room with events since its last snapshot is snapshotted again (what a crash
+  /// can lose at most); 0: only when it hibernates and when the server stops.
+  std::chrono::milliseconds snapshot_interval{30000};
+  /// A snapshot made by another module (ServiceFactory::snapshot_identity) than the one serving
+  /// now: `fresh` starts its room afresh (with a log line saying so); `keep` restores it anyway,
+  /// for a module rebuilt with the same data layout.
+  enum class OnModuleChange : std::uint8_t { fresh, keep };
+  OnModuleChange on_module_change = OnModuleChange::fresh;
 };
 
 /// Whether `entry` can stand in ServerOptions::allowed_origins: `*`, or `scheme://host[:port]`

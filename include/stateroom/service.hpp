@@ -4,12 +4,15 @@
 // source compiles natively and for wasm32-wasi.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "client_id.hpp"
 #include "context.hpp"
@@ -40,6 +43,18 @@ class Service {
   virtual void message(ClientId /*sender*/, const MessagePayload& /*payload*/, Context&) {}
   /// The timer armed with Context::set_timer expired.
   virtual void timer(Context&) {}
+
+  /// Persistence (a server with a state directory, ServerOptions::state_dir): the room's state as
+  /// bytes. Called between handlers, never during one: when the room hibernates (empty past its
+  /// grace period), when the server shuts down, and every snapshot interval while events happen.
+  /// Empty, the default: nothing to keep, and the room starts afresh (with `init`) next time.
+  /// The room keeps its own part itself: its next client id and its pending timer.
+  virtual std::vector<std::byte> snapshot() { return {}; }
+  /// Instead of `init`, for a room that comes back from a snapshot: `state` is what an earlier
+  /// snapshot() returned. The clients connected when it was taken are gone: each gets its
+  /// `disconnect` right after this. Returns false when `state` cannot be used (the room then
+  /// starts afresh with a new service and `init`, and the server says why in its log).
+  virtual bool restore(std::span<const std::byte> /*state*/, Context&) { return false; }
 };
 
 /// A connection asking to join a room: its WebSocket upgrade request, as the server read it. A
@@ -97,6 +112,12 @@ class ServiceFactory {
   /// this call). Returns nullptr when the service cannot be built, after reporting why through
   /// `ctx.fail(reason)`.
   virtual std::unique_ptr<Service> create(std::string_view room_id, Context& ctx) = 0;
+
+  /// What made the snapshots of its rooms' services: a snapshot made under another identity is
+  /// not restored (unless the server is told to keep state across module changes). A WebAssembly
+  /// module's is the SHA-256 of its bytes; the default (empty) says nothing, and every snapshot of
+  /// the same room id is restored.
+  virtual std::string snapshot_identity() const { return {}; }
 };
 
 /// A service type a factory can build: default-constructible, or constructible from

@@ -115,6 +115,11 @@ class Module final : public ServiceFactory {
 
   /// A fresh instance for room `room_id`; nullptr after `ctx.fail(reason)` when it cannot start.
   std::unique_ptr<Service> create(std::string_view room_id, Context& ctx) override;
+  /// `wasm-sha256:` and the SHA-256 of the module's bytes.
+  std::string snapshot_identity() const override;
+  /// Why its rooms cannot be kept in snapshots (a module whose code changes its tables, or with
+  /// mutable globals of reference type); empty when they can.
+  const std::string& persistence_problem() const noexcept;
 
   /// The implementation, for the host's own sources (its definition is not public).
   struct Impl;

@@ -196,6 +196,26 @@ const Spec specs[] = {
      [](Targets& t, const std::string& v) { t.server->static_dir = v; }},
     {{"--client", "client_files", ValueKind::path}, "--client", "", "Directory served at /client", false,
      [](Targets& t, const std::string& v) { t.server->client_dir = v; }},
+    {{"--state-dir", "state_dir", ValueKind::output_dir}, "--state-dir", "",
+     "Keep rooms' state in this directory (made if missing): a room is snapshotted when it hibernates, when "
+     "the server stops and every --snapshot-interval, and comes back from its snapshot (default: none kept)",
+     false, [](Targets& t, const std::string& v) { t.server->state_dir = v; }},
+    {{"--snapshot-interval", "snapshot_interval", ValueKind::duration}, "--snapshot-interval", "30s",
+     "How often a room with events since its last snapshot is snapshotted again, at most what a crash loses "
+     "(0: only when it hibernates and when the server stops)",
+     false, [](Targets& t, const std::string& v) { t.server->snapshot_interval = duration(v); }},
+    {{"--on-module-change", "on_module_change", ValueKind::text}, "--on-module-change", "fresh",
+     "A snapshot made by another build of the service: fresh starts its room afresh, keep restores it anyway "
+     "(for a build with the same data layout)",
+     false, [](Targets& t, const std::string& v) {
+       if (v == "fresh") {
+         t.server->on_module_change = ServerOptions::OnModuleChange::fresh;
+       } else if (v == "keep") {
+         t.server->on_module_change = ServerOptions::OnModuleChange::keep;
+       } else {
+         throw std::invalid_argument("keep or fresh");
+       }
+     }},
     {{"--default-room", "default_room", ValueKind::text}, "--default-room", "default", "Room joined by GET /ws", false,
      [](Targets& t, const std::string& v) { t.server->default_room = v; }},
     {{"--room-grace", "room_grace", ValueKind::grace}, "--room-grace", "300s",
@@ -323,6 +343,7 @@ const char* type_name(ValueKind kind) {
     case ValueKind::level:
       return "LEVEL";
     case ValueKind::path:
+    case ValueKind::output_dir:
       return "DIR";
     case ValueKind::toggle:
       return "on|off";
@@ -385,6 +406,8 @@ bool option_defaults_match(std::string* mismatch) {
       {server.threads == fresh.threads, "--threads"},
       {server.default_room == fresh.default_room, "--default-room"},
       {server.room_grace == fresh.room_grace, "--room-grace"},
+      {server.snapshot_interval == fresh.snapshot_interval, "--snapshot-interval"},
+      {server.on_module_change == fresh.on_module_change, "--on-module-change"},
       {server.max_message_bytes == fresh.max_message_bytes, "--max-message-size"},
       {server.max_queued_bytes == fresh.max_queued_bytes, "--max-queued"},
       {server.max_send_bytes == fresh.max_send_bytes, "--max-send-size"},

@@ -156,6 +156,9 @@ void read_server(const toml::table& server, const ConfigReader& reader, Project&
       case ValueKind::path:
         value = reader.existing(node, name, project.dir).string();
         break;
+      case ValueKind::output_dir:
+        value = (project.dir / reader.string(node, name, "a directory")).lexically_normal().string();
+        break;
       case ValueKind::file:
         value = reader.existing(node, name, project.dir, false).string();
         break;

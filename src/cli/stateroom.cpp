@@ -151,6 +151,9 @@ int serve(Args& a) {
   } catch (const wasm::LoadError& e) {
     throw UserError(e.what());
   }
+  if (!a.options.state_dir.empty() && !factory->persistence_problem().empty())
+    spdlog::warn("{}: its rooms will not be kept in {}: {}", module.string(), a.options.state_dir,
+                 factory->persistence_problem());
   Server server(std::move(factory), std::move(a.options));
   if (auto status = server.start(); !status) {
     spdlog::error("{}", status.message());

@@ -1,5 +1,7 @@
 #include "room.hpp"
 
+#include "../common/little_endian.hpp"
+
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/post.hpp>
@@ -30,6 +32,7 @@ std::shared_ptr<Room> Room::create(Worker& worker, std::string id, std::string* 
   auto room = std::make_shared<Room>(worker, std::move(id));
   const auto factory = worker.shared.factory.load();
   room->generation_ = factory->generation;
+  room->made_by_ = factory;
   room->running_ = true;
   try {
     room->service_ = factory->factory->create(room->id_, *room);
@@ -48,7 +51,15 @@ std::shared_ptr<Room> Room::create(Worker& worker, std::string id, std::string* 
   }
   spdlog::debug("room '{}' created", room->id_);
   room->state_ = State::running;
-  room->deliver(Event{EventKind::init});
+  std::optional<std::vector<std::byte>> saved;
+  if (worker.shared.store) saved = worker.shared.store->load(room->id_);
+  const bool restored = saved && room->restore(*saved, *factory->factory);
+  if (!room->alive()) return nullptr;
+  if (room->failure_) {
+    room->end(EndReason::failed, *room->failure_);
+    return nullptr;
+  }
+  if (!restored) room->deliver(Event{EventKind::init});
   if (!room->alive()) return nullptr;
   return room;
 }
@@ -119,7 +130,10 @@ bool Room::invoke(const Event& event) {
         break;
       case EventKind::timer:
         // A timer re-armed after this one fired and queued replaces it.
-        if (event.timer_generation == timer_generation_) service_->timer(*this);
+        if (event.timer_generation == timer_generation_) {
+          timer_due_.reset();
+          service_->timer(*this);
+        }
         break;
     }
   } catch (const std::exception& e) {
@@ -131,6 +145,7 @@ bool Room::invoke(const Event& event) {
 }
 
 bool Room::settle() {
+  changed_ = true;
   if (failure_) {
     end(unavailable_ ? EndReason::unavailable : EndReason::failed, *failure_);
     return false;
@@ -323,6 +338,7 @@ void Room::send(MessageRecipient to, const MessagePayload& payload) {
 void Room::set_timer(std::uint32_t ms) {
   const std::uint64_t generation = ++timer_generation_;
   timer_.expires_after(std::chrono::milliseconds(ms));
+  timer_due_ = timer_.expiry();
   timer_.async_wait([weak = weak_from_this(), generation](boost::system::error_code) {
     auto self = weak.lock();
     if (!self || !self->alive() || generation != self->timer_generation_) return;
@@ -341,6 +357,15 @@ void Room::unavailable(std::string_view reason) {
 }
 
 bool Room::outdated() const noexcept { return generation_ != worker_.shared.factory.load()->generation; }
+
+void Room::save_if_changed() {
+  if (!worker_.shared.store || !alive() || busy() || !changed_ || !service_) return;
+  auto bytes = snapshot();
+  changed_ = false;
+  if (bytes.empty()) return;
+  worker_.shared.store->save(id_, std::move(bytes));
+  stored_ = true;
+}
 
 bool Room::end_if_replaced() {
   if (!alive() || !outdated() || !members_.empty() || busy()) return false;
@@ -385,6 +410,135 @@ void Room::shut_down() {
   end(EndReason::shutdown);  // a room that failed above has already ended
 }
 
+// --- snapshots ------------------------------------------------------------------------------------
+
+namespace {
+
+// A room's snapshot: "SRRM" | u32 version | u32 identity length | the factory's snapshot identity |
+// u32 next client id | i64 milliseconds until the timer fires (-1: none) | u32 members, each a u32
+// client id | the service's snapshot. Little-endian.
+constexpr std::uint32_t room_snapshot_magic = 0x4d525253;  // "SRRM"
+constexpr std::uint32_t room_snapshot_version = 1;
+
+constexpr auto put = ::stateroom::detail::put_le<std::vector<std::byte>>;
+
+}  // namespace
+
+std::vector<std::byte> Room::snapshot() {
+  std::vector<std::byte> service = service_->snapshot();
+  if (service.empty()) return service;
+  const std::string identity = made_by_->factory->snapshot_identity();
+  std::vector<std::byte> out;
+  out.reserve(service.size() + identity.size() + 32 + 4 * members_.size());
+  put(out, room_snapshot_magic, 4);
+  put(out, room_snapshot_version, 4);
+  put(out, identity.size(), 4);
+  for (char c : identity) out.push_back(static_cast<std::byte>(c));
+  put(out, next_client_, 4);
+  std::int64_t timer_ms = -1;
+  if (timer_due_) {
+    const auto left = *timer_due_ - std::chrono::steady_clock::now();
+    timer_ms = std::max<std::int64_t>(0, std::chrono::duration_cast<std::chrono::milliseconds>(left).count());
+  }
+  put(out, static_cast<std::uint64_t>(timer_ms), 8);
+  put(out, members_.size(), 4);
+  for (const Member& m : members_) put(out, m.id.value, 4);
+  out.insert(out.end(), service.begin(), service.end());
+  return out;
+}
+
+bool Room::restore(std::span<const std::byte> saved, ServiceFactory& factory) {
+  ::stateroom::detail::LittleEndianReader<std::byte> in{saved};
+  const bool ours = in.get(4) == room_snapshot_magic && in.get(4) == room_snapshot_version;
+  const auto identity_size = in.get(4);
+  if (!in.ok || !ours || in.in.size() < identity_size) {
+    spdlog::warn("room '{}': its snapshot is not one this server reads; the room starts afresh", id_);
+    return false;
+  }
+  const std::string identity(reinterpret_cast<const char*>(in.in.data()), identity_size);
+  in.in = in.in.subspan(identity_size);
+  const auto next_client = static_cast<std::uint32_t>(in.get(4));
+  const auto timer_ms = static_cast<std::int64_t>(in.get(8));
+  const auto member_count = in.get(4);
+  std::vector<ClientId> members;
+  for (std::uint64_t i = 0; in.ok && i < member_count; ++i)
+    members.push_back(ClientId{static_cast<std::uint32_t>(in.get(4))});
+  if (!in.ok) {
+    spdlog::warn("room '{}': its snapshot is truncated; the room starts afresh", id_);
+    return false;
+  }
+  if (identity != factory.snapshot_identity()) {
+    if (worker_.shared.options.on_module_change == ServerOptions::OnModuleChange::fresh) {
+      spdlog::info("room '{}': its snapshot was made by another build of the service ({}); the room starts "
+                   "afresh (--on-module-change keep restores it)",
+                   id_, identity.empty() ? "none named" : identity);
+      return false;
+    }
+    spdlog::info("room '{}': its snapshot was made by another build of the service; restoring it anyway "
+                 "(--on-module-change keep)",
+                 id_);
+  }
+  running_ = true;
+  bool restored = false;
+  try {
+    restored = service_->restore(in.in, *this);
+  } catch (const std::exception& e) {
+    fail(std::string("restoring the service threw: ") + e.what());
+  } catch (...) {
+    fail("restoring the service threw a non-standard exception");
+  }
+  running_ = false;
+  if (failure_) return true;  // settled by the caller's check: the room failed
+  if (!restored) {
+    spdlog::warn("room '{}': its service did not take its snapshot; the room starts afresh", id_);
+    // The old service may hold part of the snapshot: a new one starts with `init`.
+    service_.reset();
+    running_ = true;
+    try {
+      service_ = factory.create(id_, *this);
+    } catch (const std::exception& e) {
+      fail(std::string("creating the service threw: ") + e.what());
+    } catch (...) {
+      fail("creating the service threw a non-standard exception");
+    }
+    running_ = false;
+    if (!service_ && !failure_) failure_ = "the service factory built nothing";
+    if (failure_) {
+      end(unavailable_ ? EndReason::unavailable : EndReason::failed, *failure_);
+      return true;
+    }
+    hosted_ = dynamic_cast<HostedService*>(service_.get()) != nullptr;
+    return false;
+  }
+  stored_ = true;
+  changed_ = false;
+  if (next_client == 0 || next_client > next_client_) next_client_ = next_client;
+  spdlog::info("room '{}' restored from its snapshot ({} bytes)", id_, saved.size());
+  if (timer_ms >= 0) set_timer(static_cast<std::uint32_t>(std::min<std::int64_t>(timer_ms, UINT32_MAX)));
+  // The clients of the snapshot are gone: the service hears so, as it would have.
+  for (ClientId client : members) deliver(Event{EventKind::disconnect, client});
+  return true;
+}
+
+void Room::keep_state(EndReason why, bool mid_call) {
+  auto& store = worker_.shared.store;
+  if (!store || !service_) return;
+  if (why == EndReason::failed || why == EndReason::unavailable) {
+    if (stored_) store->remove(id_);  // a failed room starts afresh
+    stored_ = false;
+    return;
+  }
+  if (mid_call) return;  // a service paused mid-call cannot be snapshotted: its last snapshot stands
+  auto bytes = snapshot();
+  if (!bytes.empty()) {
+    store->save(id_, std::move(bytes));
+    stored_ = true;
+  } else if (stored_) {
+    store->remove(id_);
+    stored_ = false;
+  }
+}
+
 void Room::end(EndReason why, std::string_view detail) {
   if (!alive()) return;
   const State state_before = std::exchange(state_, State::ending);
@@ -407,6 +561,7 @@ void Room::end(EndReason why, std::string_view detail) {
     case EndReason::shutdown:
       break;
   }
+  keep_state(why, running_ || state_before == State::paused);
   auto members = std::move(members_);
   members_.clear();
   queue_.clear();

@@ -6,6 +6,8 @@
 #include <deque>
 #include <memory>
 #include <optional>
+#include <chrono>
+#include <cstddef>
 #include <span>
 #include <string>
 #include <vector>
@@ -16,6 +18,7 @@
 namespace stateroom::server {
 
 struct Worker;
+struct FactoryVersion;
 
 /// A room: the service instance plus its members. Every method runs on the room's worker thread;
 /// the room is the service's Context. Handlers are never re-entered and run in arrival order: an
@@ -78,8 +81,12 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   /// Clients that are members now.
   std::size_t client_count() const noexcept { return members_.size(); }
   /// Server shutdown: every client gets its `disconnect` (unless the service is paused) and a 1001
-  /// close; the service is destroyed.
+  /// close; the room is snapshotted (with a store, when its service is idle) and its service
+  /// destroyed.
   void shut_down();
+  /// With a store: snapshots the room if events happened since its last snapshot and its service
+  /// is idle (a paused one is left for the next time).
+  void save_if_changed();
 
   // Context
   void send(MessageRecipient to, const MessagePayload& payload) override;
@@ -131,6 +138,17 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   /// at shutdown), drops its queue, timers and service, and leaves the registry. `detail` is the
   /// failure's reason.
   void end(EndReason why, std::string_view detail = {});
+  /// The room's snapshot: its own part (next client id, the timer, its members) and its
+  /// service's. Empty when the service keeps nothing.
+  std::vector<std::byte> snapshot();
+  /// Brings the room back from `saved` (a snapshot()) instead of `init`; false when it starts
+  /// afresh instead (said in the log), with a new service when the old one may have taken part
+  /// of it.
+  bool restore(std::span<const std::byte> saved, ServiceFactory& factory);
+  /// Saves the room's snapshot as it ends (hibernating, replaced, shutting down), or forgets its
+  /// old one (it failed, or its service keeps nothing now). `mid_call`: its service is in a
+  /// handler or paused in one, and cannot be snapshotted.
+  void keep_state(EndReason why, bool mid_call);
   void unregister();
   void on_empty();
 
@@ -142,6 +160,8 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   std::vector<Member> members_;  ///< sorted by id: ids only grow
   std::uint32_t next_client_ = 1;  ///< 0 once every 32-bit id was handed out
   std::uint64_t generation_ = 0;
+  /// The factory that built the service (its snapshots carry its identity).
+  std::shared_ptr<const FactoryVersion> made_by_;
   State state_ = State::created;
   bool running_ = false;  ///< a handler (or a run of queued ones) is on the stack
   bool emptied_ = false;  ///< the last member just left: on_empty runs once idle
@@ -153,6 +173,10 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   std::vector<ClientId> evicted_;     ///< scratch for `send`: members whose queue overflowed
   std::optional<std::string> failure_;
   bool unavailable_ = false;  ///< failure_ came from Context::unavailable
+  bool changed_ = false;      ///< events happened since the last snapshot
+  bool stored_ = false;       ///< the store holds a snapshot of this room
+  /// When the service's timer fires (none: no timer pending), for a snapshot.
+  std::optional<std::chrono::steady_clock::time_point> timer_due_;
   boost::asio::steady_timer timer_;
   std::uint64_t timer_generation_ = 0;
   boost::asio::steady_timer grace_timer_;

@@ -62,6 +62,16 @@ std::shared_ptr<Room> Worker::find_or_create_room(const std::string& room_id, co
   return room;
 }
 
+void Worker::snapshot_rooms_every(std::chrono::milliseconds interval) {
+  if (!snapshot_timer) snapshot_timer.emplace(ioc);
+  snapshot_timer->expires_after(interval);
+  snapshot_timer->async_wait([this, interval](boost::system::error_code ec) {
+    if (ec || shutting_down) return;
+    for (auto& [id, room] : rooms) room->save_if_changed();
+    snapshot_rooms_every(interval);
+  });
+}
+
 }  // namespace server
 
 namespace {
@@ -208,6 +218,15 @@ Status Server::start() {
     return Status::error("the compression window must be 9 to 15 bits");
   }
   if (auto error = impl.shared.gate.configure(options, &impl.shared.admission.log)) return Status::error(*error);
+  if (options.state_store) {
+    impl.shared.store = options.state_store;
+  } else if (!options.state_dir.empty()) {
+    try {
+      impl.shared.store = make_directory_store(options.state_dir);
+    } catch (const std::exception& e) {
+      return Status::error(e.what());
+    }
+  }
   impl.shared.admission.configure({
       .connections = options.max_connections ? options.max_connections : connections_that_fit(),
       .connections_per_ip = options.max_connections_per_ip,
@@ -254,6 +273,8 @@ Status Server::start() {
   if (!options.client_dir.empty() || !options.static_dir.empty()) impl.shared.files = std::make_unique<server::FileReader>();
   impl.accept_next();
   for (auto& worker : impl.shared.workers) {
+    if (impl.shared.store && options.snapshot_interval.count() > 0)
+      worker->snapshot_rooms_every(options.snapshot_interval);
     worker->thread = std::thread([&w = *worker] { w.ioc.run(); });
   }
   {
@@ -385,6 +406,7 @@ void Server::Impl::begin_stop() {
   for (auto& worker : shared.workers) {
     asio::post(worker->ioc, [this, &w = *worker, deadline] {
       w.shutting_down = true;
+      if (w.snapshot_timer) w.snapshot_timer->cancel();
       auto rooms = w.rooms;  // rooms leave the registry as they shut down
       for (auto& [id, room] : rooms) room->shut_down();
       drain(w, deadline, std::make_shared<asio::steady_timer>(w.ioc));
@@ -409,6 +431,7 @@ void Server::Impl::finish_stop() {
   acceptor.reset();
   shared.files.reset();  // joined before the workers go: it posts to them
   shared.workers.clear();
+  if (shared.store) shared.store->flush();  // the rooms' last snapshots, on disk before "stopped"
   {
     std::lock_guard lock(mutex);
     stopped = true;

@@ -3,6 +3,7 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <atomic>
 #include <cstdint>
 #include <cstddef>
@@ -55,6 +56,9 @@ struct Shared {
   Admission admission;
   /// The checks an upgrade passes before it reaches a room (configured when the server starts).
   Gate gate;
+  /// Where rooms' snapshots go (options.state_store, or the store of options.state_dir); null:
+  /// rooms keep nothing.
+  std::shared_ptr<StateStore> store;
   std::vector<std::unique_ptr<Worker>> workers;
   /// The static files' thread, when the server serves a static directory. Declared after the
   /// workers so that it is joined before they go: it posts its answers to them.
@@ -113,12 +117,17 @@ struct Worker {
 
   std::unique_ptr<Compression> compression_;
 
+  /// Snapshots the rooms with events since their last one, every options.snapshot_interval.
+  void snapshot_rooms_every(std::chrono::milliseconds interval);
+
   // Declared last so it is destroyed first: handlers still queued in it are destroyed while the
   // rest of the worker is alive.
   boost::asio::io_context ioc{1};
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work{
       ioc.get_executor()};
   std::thread thread;
+  /// For snapshot_rooms_every; after `ioc`, so it goes before it.
+  std::optional<boost::asio::steady_timer> snapshot_timer;
 };
 
 }  // namespace stateroom::server

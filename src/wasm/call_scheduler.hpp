@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "cpu_share.hpp"
 #include "engine_impl.hpp"
@@ -110,6 +111,14 @@ class CallScheduler {
   Clock::duration resume_delay() const noexcept { return held_ ? hold_for_ : Clock::duration{}; }
 
   // --- for the guest's imports --------------------------------------------------------------------
+
+  /// The guest block that carries events (address and size; 0, 0 before the first), which lives in
+  /// guest memory: a snapshot keeps it, and a restored instance takes it back.
+  std::pair<std::uint32_t, std::uint32_t> block() const noexcept { return {block_ptr_, block_size_}; }
+  void set_block(std::uint32_t ptr, std::uint32_t size) noexcept {
+    block_ptr_ = ptr;
+    block_size_ = size;
+  }
 
   /// The room, while a handler or resume runs (null while loading: there is no room to act on).
   Context* room() const noexcept { return ctx_; }

@@ -9,6 +9,8 @@
 #include <span>
 #include <string>
 
+#include <spdlog/spdlog.h>
+
 #include "guest_instance.hpp"
 #include "stateroom/hosted_service.hpp"
 
@@ -82,6 +84,14 @@ class Guest final : public HostedService {
   void resume(Context& ctx) override { instance_.calls().resume(ctx); }
   std::chrono::steady_clock::duration resume_delay() const noexcept override {
     return instance_.calls().resume_delay();
+  }
+  std::vector<std::byte> snapshot() override { return instance_.snapshot(); }
+  bool restore(std::span<const std::byte> state, Context&) override {
+    if (auto error = instance_.restore(state)) {
+      spdlog::warn("room '{}': its snapshot does not fit this instance: {}", instance_.room_id(), *error);
+      return false;
+    }
+    return true;
   }
 
  private:

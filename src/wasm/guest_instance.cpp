@@ -1,5 +1,7 @@
 #include "guest_instance.hpp"
 
+#include "../common/little_endian.hpp"
+
 #include <fmt/format.h>
 
 #include <cstring>
@@ -98,6 +100,168 @@ bool GuestInstance::export_func(const char* name, wasmtime_func_t& out) {
 
 std::optional<std::string> GuestInstance::probe() {
   return calls_.run_to_end({CallScheduler::Step::initialize, CallScheduler::Step::check_version});
+}
+
+// --- snapshots ----------------------------------------------------------------------------------
+
+namespace {
+
+// A guest snapshot: "SRWG" | u32 version | u64 memory size | u32 block address | u32 block size |
+// u32 globals, each u8 kind (WASMTIME_I32 ... F64) and u64 bits | u32 page size | u32 pages kept,
+// each u32 page index and its bytes. Little-endian. The pages not kept are all zero.
+constexpr std::uint32_t snapshot_magic = 0x47575253;  // "SRWG"
+constexpr std::uint32_t snapshot_version = 1;
+constexpr std::size_t snapshot_page = 4096;
+
+constexpr auto put = ::stateroom::detail::put_le<std::vector<std::byte>>;
+using Reader = ::stateroom::detail::LittleEndianReader<std::byte>;
+
+bool all_zero(const std::uint8_t* page) {
+  std::uint64_t any = 0;
+  for (std::size_t i = 0; i < snapshot_page; i += 8) {
+    std::uint64_t word;
+    std::memcpy(&word, page + i, 8);
+    any |= word;
+  }
+  return any == 0;
+}
+
+}  // namespace
+
+bool GuestInstance::bind_globals() {
+  if (globals_.size() == module_->globals) return true;
+  globals_.clear();
+  for (std::uint32_t k = 0; k < module_->globals; ++k) {
+    const std::string name = fmt::format("stateroom:global:{}", k);
+    wasmtime_extern_t item;
+    if (!wasmtime_instance_export_get(context_, &instance_, name.data(), name.size(), &item) ||
+        item.kind != WASMTIME_EXTERN_GLOBAL)
+      return false;
+    globals_.push_back(item.of.global);
+  }
+  return true;
+}
+
+std::vector<std::byte> GuestInstance::snapshot() {
+  std::vector<std::byte> out;
+  if (!module_->not_persistent.empty() || calls_.pending() || !bind_globals()) return out;
+  const wasmtime_memory_t& memory = memory_.handle();
+  const std::uint8_t* base = wasmtime_memory_data(context_, &memory);
+  const std::uint64_t size = wasmtime_memory_data_size(context_, &memory);
+  put(out, snapshot_magic, 4);
+  put(out, snapshot_version, 4);
+  put(out, size, 8);
+  const auto [block_ptr, block_size] = calls_.block();
+  put(out, block_ptr, 4);
+  put(out, block_size, 4);
+  put(out, globals_.size(), 4);
+  for (const wasmtime_global_t& global : globals_) {
+    wasmtime_val_t value;
+    wasmtime_global_get(context_, &global, &value);
+    std::uint64_t bits = 0;
+    switch (value.kind) {
+      case WASMTIME_I32:
+        bits = static_cast<std::uint32_t>(value.of.i32);
+        break;
+      case WASMTIME_I64:
+        bits = static_cast<std::uint64_t>(value.of.i64);
+        break;
+      case WASMTIME_F32:
+        std::memcpy(&bits, &value.of.f32, 4);
+        break;
+      case WASMTIME_F64:
+        std::memcpy(&bits, &value.of.f64, 8);
+        break;
+      default:
+        wasmtime_val_unroot(&value);
+        return {};  // globals.rs exports numbers only
+    }
+    put(out, value.kind, 1);
+    put(out, bits, 8);
+  }
+  const std::uint64_t pages = size / snapshot_page;
+  put(out, snapshot_page, 4);
+  const std::size_t count_at = out.size();
+  put(out, 0, 4);
+  std::uint32_t kept = 0;
+  for (std::uint64_t p = 0; p < pages; ++p) {
+    const std::uint8_t* page = base + p * snapshot_page;
+    if (all_zero(page)) continue;
+    put(out, p, 4);
+    const auto* bytes = reinterpret_cast<const std::byte*>(page);
+    out.insert(out.end(), bytes, bytes + snapshot_page);
+    ++kept;
+  }
+  for (int i = 0; i < 4; ++i) out[count_at + i] = static_cast<std::byte>(kept >> (8 * i));
+  return out;
+}
+
+std::optional<std::string> GuestInstance::restore(std::span<const std::byte> state) {
+  if (!module_->not_persistent.empty()) return module_->not_persistent;
+  if (!bind_globals()) return std::string("the instance lacks its globals' exports");
+  Reader in{state};
+  if (in.get(4) != snapshot_magic) return std::string("not a snapshot of a WebAssembly room");
+  if (const auto version = in.get(4); version != snapshot_version)
+    return fmt::format("a snapshot of format {}, not {}", version, snapshot_version);
+  const std::uint64_t size = in.get(8);
+  const auto block_ptr = static_cast<std::uint32_t>(in.get(4));
+  const auto block_size = static_cast<std::uint32_t>(in.get(4));
+  const std::uint64_t global_count = in.get(4);
+  if (!in.ok) return std::string("a truncated snapshot");
+  if (global_count != globals_.size())
+    return fmt::format("the snapshot has {} mutable globals, the module {}", global_count, globals_.size());
+  const wasmtime_memory_t& memory = memory_.handle();
+  const std::uint64_t now = wasmtime_memory_data_size(context_, &memory);
+  if (size % 65536 != 0 || size < now)
+    return fmt::format("a memory of {} bytes cannot follow the module's initial {}", size, now);
+  if (size > now) {
+    std::uint64_t previous = 0;
+    if (wasmtime_error_t* error = wasmtime_memory_grow(context_, &memory, (size - now) / 65536, &previous))
+      return "its memory cannot grow to the snapshot's " + std::to_string(size) + " bytes: " + take_message(error);
+  }
+  for (const wasmtime_global_t& global : globals_) {
+    const auto kind = static_cast<wasmtime_valkind_t>(in.get(1));
+    const std::uint64_t bits = in.get(8);
+    wasmtime_val_t value{};
+    value.kind = kind;
+    switch (kind) {
+      case WASMTIME_I32:
+        value.of.i32 = static_cast<std::int32_t>(static_cast<std::uint32_t>(bits));
+        break;
+      case WASMTIME_I64:
+        value.of.i64 = static_cast<std::int64_t>(bits);
+        break;
+      case WASMTIME_F32:
+        std::memcpy(&value.of.f32, &bits, 4);
+        break;
+      case WASMTIME_F64:
+        std::memcpy(&value.of.f64, &bits, 8);
+        break;
+      default:
+        return fmt::format("a global of unknown kind {}", static_cast<int>(kind));
+    }
+    if (!in.ok) return std::string("a truncated snapshot");
+    if (wasmtime_error_t* error = wasmtime_global_set(context_, &global, &value))
+      return "a global does not take the snapshot's value: " + take_message(error);
+  }
+  const std::uint64_t page_size = in.get(4);
+  const std::uint64_t kept = in.get(4);
+  if (!in.ok || page_size != snapshot_page) return std::string("a snapshot with pages of another size");
+  std::uint8_t* base = wasmtime_memory_data(context_, &memory);
+  std::memset(base, 0, size);
+  const std::uint64_t pages = size / snapshot_page;
+  for (std::uint64_t i = 0; i < kept; ++i) {
+    const std::uint64_t p = in.get(4);
+    if (!in.ok || p >= pages || in.in.size() < snapshot_page) return std::string("a truncated or corrupt snapshot");
+    std::memcpy(base + p * snapshot_page, in.in.data(), snapshot_page);
+    in.in = in.in.subspan(snapshot_page);
+  }
+  if (!in.in.empty()) return std::string("bytes past the end of the snapshot");
+  if (block_size != 0 && static_cast<std::uint64_t>(block_ptr) + block_size > size)
+    return std::string("the snapshot's event block lies outside its memory");
+  calls_.set_block(block_ptr, block_size);
+  memory_.bind(context_, memory);
+  return std::nullopt;
 }
 
 std::optional<std::string> GuestInstance::check_versions() {

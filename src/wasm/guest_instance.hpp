@@ -5,9 +5,12 @@
 
 #include <exception>
 #include <memory>
+#include <cstddef>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "call_scheduler.hpp"
 #include "guest_memory.hpp"
@@ -46,6 +49,16 @@ class GuestInstance {
   /// The version globals against what the host supports; the reason when they differ.
   std::optional<std::string> check_versions();
 
+  /// The guest's state between events: its linear memory (the pages that are not all zero), its
+  /// mutable globals and the host's event block. Empty when the module's rooms cannot be kept
+  /// (Module::Impl::not_persistent) or a call is under way.
+  std::vector<std::byte> snapshot();
+  /// Puts `state`, from snapshot() of an instance of the same module, into this instance, which
+  /// has not run anything since it started: its memory grows to the snapshot's size (within its
+  /// limits) and takes the snapshot's contents, its globals their values. The reason when it
+  /// cannot (then the instance must not be used).
+  std::optional<std::string> restore(std::span<const std::byte> state);
+
   /// The exported function `name`; false when there is none.
   bool export_func(const char* name, wasmtime_func_t& out);
 
@@ -79,6 +92,10 @@ class GuestInstance {
   StoreHandle store_;
   wasmtime_context_t* context_ = nullptr;
   wasmtime_instance_t instance_{};
+  std::vector<wasmtime_global_t> globals_;  ///< the exported mutable globals, once a snapshot needs them
+
+  /// Finds the mutable globals' exports; false when one is missing.
+  bool bind_globals();
 };
 
 template <class Body>

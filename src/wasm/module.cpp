@@ -1,4 +1,5 @@
 #include <fmt/format.h>
+#include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 
 #include <cerrno>
@@ -23,6 +24,62 @@ using detail::InterfaceV1;
 using detail::InterfaceV2;
 
 constexpr std::string_view wasm_magic("\0asm", 4);
+
+/// The SHA-256 of `bytes` in hex (empty when OpenSSL cannot hash).
+std::string sha256_hex(std::string_view bytes) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  if (!EVP_Digest(bytes.data(), bytes.size(), digest, &size, EVP_sha256(), nullptr)) return {};
+  std::string hex;
+  for (unsigned int i = 0; i < size; ++i) hex += fmt::format("{:02x}", digest[i]);
+  return hex;
+}
+
+}  // namespace
+}  // namespace stateroom::wasm
+
+#if STATEROOM_WASMTIME_WRAPPER
+// Defined by our Wasmtime wrapper crate (third_party/wasmtime/src/globals.rs).
+struct stateroom_module_globals_t {
+  std::uint32_t count;
+  std::uint32_t unsupported;
+  std::uint32_t imported_mutable;
+  bool tables_change;
+};
+extern "C" wasmtime_error_t* stateroom_export_globals(const std::uint8_t* wasm, std::size_t len,
+                                                      wasm_byte_vec_t* out, stateroom_module_globals_t* info);
+#endif
+
+namespace stateroom::wasm {
+namespace {
+
+/// `wasm` with its mutable globals exported for snapshots (into `rewritten`), and what keeps its
+/// rooms from being kept, if anything.
+std::string_view export_globals(std::string_view wasm, std::string& rewritten, Module::Impl& impl) {
+#if STATEROOM_WASMTIME_WRAPPER
+  wasm_byte_vec_t out;
+  stateroom_module_globals_t info{};
+  if (wasmtime_error_t* error = stateroom_export_globals(reinterpret_cast<const std::uint8_t*>(wasm.data()),
+                                                         wasm.size(), &out, &info)) {
+    impl.not_persistent = "its globals cannot be exported: " + detail::take_message(error);
+    return wasm;
+  }
+  rewritten = detail::take(out);
+  impl.globals = info.count;
+  if (info.tables_change) {
+    impl.not_persistent = "its code changes its tables at run time, and a snapshot does not hold tables";
+  } else if (info.unsupported) {
+    impl.not_persistent = fmt::format("{} of its mutable globals are references or vectors", info.unsupported);
+  } else if (info.imported_mutable) {
+    impl.not_persistent = "it imports mutable globals";
+  }
+  return rewritten;
+#else
+  (void)rewritten;
+  impl.not_persistent = "this build's Wasmtime (STATEROOM_WASMTIME_ROOT) cannot export a module's globals";
+  return wasm;
+#endif
+}
 constexpr std::string_view wasi_module = "wasi_snapshot_preview1";
 
 /// A function signature of the interface, all i32.
@@ -394,6 +451,13 @@ std::shared_ptr<Module> Module::load_impl(std::shared_ptr<Impl> impl, std::strin
     wasm = text_compiled;
   }
 
+  // Every mutable global exported too, for snapshots (the module's identity is its own bytes').
+  impl->hash = sha256_hex(wasm);
+  std::string rewritten;
+  wasm = export_globals(wasm, rewritten, *impl);
+  if (!impl->not_persistent.empty())
+    spdlog::debug("{}: its rooms cannot be kept in snapshots: {}", name, impl->not_persistent);
+
   // Compile (or reuse the cached compilation).
   std::filesystem::path cache;
   if (cache_for) {
@@ -443,6 +507,10 @@ std::shared_ptr<Module> Module::load_impl(std::shared_ptr<Impl> impl, std::strin
   spdlog::debug("{}: loaded (module interface {})", name, shared->abi == Abi::v2 ? "v2" : "v1");
   return std::shared_ptr<Module>(new Module(std::move(shared)));
 }
+
+std::string Module::snapshot_identity() const { return "wasm-sha256:" + impl_->hash; }
+
+const std::string& Module::persistence_problem() const noexcept { return impl_->not_persistent; }
 
 std::unique_ptr<Service> Module::create(std::string_view room_id, Context& ctx) {
   // The interface is chosen here, once per room.

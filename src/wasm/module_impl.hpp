@@ -1,6 +1,7 @@
 // Module::Impl: one compiled, checked and pre-linked module, shared by the rooms that run it.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -15,6 +16,13 @@ struct Module::Impl {
   std::string name;  ///< the file, for messages
   Abi abi = Abi::v2;
   bool has_initialize = false;  ///< exports the WASI reactor constructor `_initialize`
+  /// The SHA-256 of the module's bytes, in hex: the identity of its rooms' snapshots.
+  std::string hash;
+  /// Its mutable globals, exported as `stateroom:global:0` to `globals - 1` (see
+  /// third_party/wasmtime/src/globals.rs) for snapshots.
+  std::uint32_t globals = 0;
+  /// Why its rooms cannot be kept in snapshots; empty when they can.
+  std::string not_persistent;
   detail::ModuleHandle module;
   detail::LinkerHandle linker;
   detail::InstancePreHandle pre;

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <thread>
 
+#include "../support/log_capture.hpp"
 #include "../support/probe_service.hpp"
 #include "../support/room_harness.hpp"
 #include "../support/ws_client.hpp"
@@ -158,56 +159,6 @@ TEST(WasmLoad, LimitsAreChecked) {
 }
 
 // --- serving --------------------------------------------------------------------------------------
-
-/// Captures the log while a test runs.
-class LogCapture {
- public:
-  LogCapture() : sink_(std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(1000)) {
-    spdlog::default_logger()->sinks().push_back(sink_);
-  }
-  ~LogCapture() {
-    auto& sinks = spdlog::default_logger()->sinks();
-    sinks.erase(std::remove(sinks.begin(), sinks.end(), sink_), sinks.end());
-  }
-  bool contains(const std::string& text) const {
-    for (const auto& line : sink_->last_formatted())
-      if (line.find(text) != std::string::npos) return true;
-    return false;
-  }
-  std::vector<std::string> lines() const { return sink_->last_formatted(); }
-  std::size_t count(const std::string& text) const {
-    std::size_t n = 0;
-    for (const auto& line : sink_->last_formatted())
-      if (line.find(text) != std::string::npos) ++n;
-    return n;
-  }
-  bool wait_for(const std::string& text, std::chrono::milliseconds timeout = 5s) const {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (contains(text)) return true;
-      std::this_thread::sleep_for(10ms);
-    }
-    return false;
-  }
-
- private:
-  std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink_;
-};
-
-std::unique_ptr<WsClient> connect(const TestServer& server, const std::string& target) {
-  std::string error;
-  auto c = WsClient::connect(server.port(), target, 5s, 0, "127.0.0.1", &error);
-  EXPECT_TRUE(c) << error;
-  return c;
-}
-
-/// Sends `text` and expects it back (the hostile module echoes).
-void expect_echo(WsClient& c, const std::string& text) {
-  c.send_text(text);
-  auto r = c.read();
-  ASSERT_TRUE(r);
-  EXPECT_TRUE(r->is_text(text)) << r->data;
-}
 
 struct HostileCase {
   std::string command;

@@ -4,7 +4,8 @@
 # Interop with the Rust SDK: builds a counter crate written against the real crates.io crate
 # stateroom-wasm (rust-counter/: 0.4, rust-counter-v1/: 0.2) to OUT.wasm with build_rust_counter.sh,
 # then runs the end-to-end counter test (tests/e2e/counter_test.py, the one the C++ counter passes)
-# against `STATEROOM serve OUT.wasm`. INTERFACE (v2 or v1) is the module interface the server must
+# against `STATEROOM serve OUT.wasm`, and the persistence test (tests/e2e/persistence_test.py: its
+# count survives a restart, hibernation and SIGKILL with --state-dir, with no code in the crate). INTERFACE (v2 or v1) is the module interface the server must
 # report when it loads the module (its debug log line "loaded (module interface v1)"), so that the
 # test cannot pass with a module of the other generation.
 set -euo pipefail
@@ -20,5 +21,6 @@ esac
 here=$(cd "$(dirname "$0")" && pwd)
 
 "$here/build_rust_counter.sh" "$crate" "$wasm"
-exec "$python" "$here/../e2e/counter_test.py" --expect-startup "$wasm: loaded (module interface $interface)" \
+"$python" "$here/../e2e/counter_test.py" --expect-startup "$wasm: loaded (module interface $interface)" \
   "$stateroom" serve --log-level debug "$wasm"
+exec "$python" "$here/../e2e/persistence_test.py" "$stateroom" serve "$wasm"

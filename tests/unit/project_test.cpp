@@ -84,6 +84,10 @@ total_memory_limit = "2GiB"
   const std::vector<std::string> expected = {"--cpu-share", "25%", "--cpu-window", "5s", "--total-memory-limit",
                                              "2GiB"};
   EXPECT_EQ(Project::load(dir_ / "stateroom.toml").server_args, expected);
+  write("stateroom.toml", "[service]\ntarget = \"x\"\n[server]\nstate_dir = \"state\"\nsnapshot_interval = 5\n");
+  EXPECT_EQ(Project::load(dir_ / "stateroom.toml").server_args,
+            (std::vector<std::string>{"--snapshot-interval", "5", "--state-dir", (dir_ / "state").string()}))
+      << "the state directory is the project's, made when the server starts";
   write("stateroom.toml", "[service]\ntarget = \"x\"\n[server]\ncpu_share = 80\n");
   EXPECT_EQ(Project::load(dir_ / "stateroom.toml").server_args, (std::vector<std::string>{"--cpu-share", "80"}));
 }
@@ -127,7 +131,8 @@ TEST_F(ProjectTest, EveryMistakeNamesItsLineAndKey) {
   EXPECT_EQ(error("statc_files = \"static\"\n[service]\ntarget = \"x\"\n"),
             "1: unknown key 'statc_files' (known: static_files, [service], [server])");
   EXPECT_EQ(error("[service]\ntarget = \"x\"\n[server]\nportt = 1\n"),
-            "4: unknown key 'server.portt' (known: host, port, threads, client_files, default_room, room_grace, "
+            "4: unknown key 'server.portt' (known: host, port, threads, client_files, state_dir, snapshot_interval, "
+            "on_module_change, default_room, room_grace, "
             "max_message_size, max_queued, max_send_size, max_room_queue, write_timeout, ping_interval, idle_timeout, "
             "request_timeout, close_timeout, log_level, memory_limit, total_memory_limit, cpu_limit, cpu_share, "
             "cpu_window, max_rooms, max_new_rooms_per_ip, "

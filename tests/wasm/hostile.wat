@@ -7,10 +7,13 @@
 ;;   !F  writes the line 5,000 times, echoes  !H  grows its memory by 1 MiB, echoes
 ;;   !C  keeps itself busy with short events: computes a little, arms a 0 ms timer, and does the
 ;;       same on every timer; echoes
+;;   !N  adds one to a mutable global it does not export, and writes it to the last byte of its
+;;       memory; echoes                     !R  answers with two bytes: that global and that byte
 (module
   (import "env" "stateroom_send" (func $send (param i32 i32)))
   (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 4)
+  (global $n (mut i32) (i32.const 0))
   (global (export "STATEROOM_API_VERSION") i32 (i32.const 16))
   (global (export "STATEROOM_API_PROTOCOL") i32 (i32.const 20))
   (data (i32.const 16) "\01\00\00\00\00\00\00\00")
@@ -69,6 +72,23 @@
               (br_if $flood (local.get $n)))))
         (if (i32.eq (local.get $cmd) (i32.const 72)) (then (drop (memory.grow (i32.const 16)))))
         (if (i32.eq (local.get $cmd) (i32.const 67)) (then (call $busy)))
+        (if (i32.eq (local.get $cmd) (i32.const 78))
+          (then
+            (global.set $n (i32.add (global.get $n) (i32.const 1)))
+            (i32.store8 (i32.sub (i32.mul (memory.size) (i32.const 65536)) (i32.const 1)) (global.get $n))))
+        (if (i32.eq (local.get $cmd) (i32.const 82))
+          (then
+            ;; Message { Client(sender), Bytes(len 2, [$n, last byte]) } at 2048
+            (i32.store (i32.const 2048) (i32.const 0))
+            (i32.store (i32.const 2052) (i32.const 1))
+            (i32.store (i32.const 2056) (i32.load offset=4 (local.get $ptr)))
+            (i32.store (i32.const 2060) (i32.const 0))
+            (i64.store (i32.const 2064) (i64.const 2))
+            (i32.store8 (i32.const 2072) (global.get $n))
+            (i32.store8 (i32.const 2073)
+              (i32.load8_u (i32.sub (i32.mul (memory.size) (i32.const 65536)) (i32.const 1))))
+            (call $send (i32.const 2048) (i32.const 26))
+            (return)))
         (if (i32.eq (local.get $cmd) (i32.const 83)) (then (call $spin (i32.const 20000000))))))
     ;; echo: Message { Client(sender), <the payload as received> }
     (i32.store (i32.const 131072) (i32.const 0))

@@ -4,6 +4,8 @@
 #![allow(non_camel_case_types)]
 pub use wasmtime_c_api::*;
 
+pub mod globals;
+
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicU64, Ordering};
 use wasmtime_c_api::wasmtime::{Error, ResourceLimiter, Result};

@@ -5,7 +5,8 @@
 #   ./run.sh install  builds and installs the stateroom command, headers, libraries and guest SDK
 #                     into $PREFIX (default /usr/local)
 #   ./run.sh bench  builds and runs the micro-benchmarks (the hot path without sockets; WebAssembly room
-#                   start and message cost vs native); bench/run-peers compares whole servers
+#                   start and message cost vs native; snapshot and restore costs); bench/run-peers
+#                   compares whole servers
 #   ./run.sh setup  only installs what is missing
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -87,9 +88,10 @@ case "${1:-}" in
   bench)
     setup
     build default
-    say "micro-benchmarks (build/bin/hot_path_bench, build/bin/wasm_bench; run on an idle machine)"
+    say "micro-benchmarks (build/bin/hot_path_bench, build/bin/wasm_bench, build/bin/state_bench; run on an idle machine)"
     build/bin/hot_path_bench
-    exec build/bin/wasm_bench
+    build/bin/wasm_bench
+    exec build/bin/state_bench
     ;;
   test)
     setup

@@ -148,6 +148,9 @@ std::vector<std::byte> GuestInstance::snapshot() {
   const wasmtime_memory_t& memory = memory_.handle();
   const std::uint8_t* base = wasmtime_memory_data(context_, &memory);
   const std::uint64_t size = wasmtime_memory_data_size(context_, &memory);
+  // Room for every page: untouched capacity costs address space, not memory, and the vector never
+  // moves (a large room's snapshot would otherwise be copied as it grows).
+  out.reserve(64 + 9 * globals_.size() + size + (size / snapshot_page) * 4);
   put(out, snapshot_magic, 4);
   put(out, snapshot_version, 4);
   put(out, size, 8);
@@ -247,15 +250,21 @@ std::optional<std::string> GuestInstance::restore(std::span<const std::byte> sta
   const std::uint64_t page_size = in.get(4);
   const std::uint64_t kept = in.get(4);
   if (!in.ok || page_size != snapshot_page) return std::string("a snapshot with pages of another size");
+  // The pages kept come in increasing order; those between them are zero (the fresh instance's
+  // memory may hold its data segments there).
   std::uint8_t* base = wasmtime_memory_data(context_, &memory);
-  std::memset(base, 0, size);
   const std::uint64_t pages = size / snapshot_page;
+  std::uint64_t next = 0;  // the first page not written yet
   for (std::uint64_t i = 0; i < kept; ++i) {
     const std::uint64_t p = in.get(4);
-    if (!in.ok || p >= pages || in.in.size() < snapshot_page) return std::string("a truncated or corrupt snapshot");
+    if (!in.ok || p < next || p >= pages || in.in.size() < snapshot_page)
+      return std::string("a truncated or corrupt snapshot");
+    std::memset(base + next * snapshot_page, 0, (p - next) * snapshot_page);
     std::memcpy(base + p * snapshot_page, in.in.data(), snapshot_page);
     in.in = in.in.subspan(snapshot_page);
+    next = p + 1;
   }
+  std::memset(base + next * snapshot_page, 0, (pages - next) * snapshot_page);
   if (!in.in.empty()) return std::string("bytes past the end of the snapshot");
   if (block_size != 0 && static_cast<std::uint64_t>(block_ptr) + block_size > size)
     return std::string("the snapshot's event block lies outside its memory");

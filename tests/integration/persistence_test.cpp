@@ -208,6 +208,41 @@ TEST_F(PersistenceTest, KeepRestoresAnotherModulesSnapshotWhenItFits) {
   EXPECT_TRUE(r->is_text("new value: 1")) << "the failed room's snapshot was not forgotten: " << r->data;
 }
 
+// A thousand rooms hibernate (empty: grace immediate) and wake on their next connect, each with its
+// own count, from snapshots that reached the directory.
+TEST_F(PersistenceTest, AThousandRoomsHibernateAndWakeWithTheirState) {
+  ServerOptions o = options();
+  o.room_grace = RoomGrace::immediate();
+  auto module = load(counter_path);
+  constexpr int rooms = 1000;
+  auto count_of = [](int i) { return i % 7 + 1; };
+  /// `times` increments in room `i`; the last value it answered.
+  auto increment = [](TestServer& server, int i, int times) {
+    auto c = connect(server, "/ws/room-" + std::to_string(i));
+    if (!c) return std::string("no connection");
+    for (int k = 0; k < times; ++k) c->send_text("increment");
+    std::string last;
+    for (int k = 0; k < times; ++k) {
+      auto r = c->read();
+      if (!r) return std::string("no answer");
+      last = r->data;
+    }
+    c->close();
+    return last;
+  };
+  {
+    TestServer server(module, o);
+    for (int i = 0; i < rooms; ++i)
+      ASSERT_EQ(increment(server, i, count_of(i)), "new value: " + std::to_string(count_of(i))) << i;
+  }
+  std::size_t files = 0;
+  for ([[maybe_unused]] const auto& entry : fs::directory_iterator(dir_)) ++files;
+  EXPECT_EQ(files, static_cast<std::size_t>(rooms));
+  TestServer server(module, o);
+  for (int i = 0; i < rooms; ++i)
+    ASSERT_EQ(increment(server, i, 1), "new value: " + std::to_string(count_of(i) + 1)) << "room " << i;
+}
+
 /// A native service that keeps nothing.
 struct Forgetful : Service {
   int count = 0;

@@ -26,6 +26,7 @@
 #include "stateroom/hosted_service.hpp"
 #include "stateroom/state_store.hpp"
 #include "stateroom/wasm.hpp"
+#include "summary.hpp"
 
 namespace {
 
@@ -183,20 +184,6 @@ double hibernated_room_ram(int rooms) {
   return static_cast<double>(after - before) / rooms;
 }
 
-class SummaryReporter : public benchmark::ConsoleReporter {
- public:
-  SummaryReporter() : ConsoleReporter(isatty(STDOUT_FILENO) ? OO_Defaults : OO_Tabular) {}
-  void ReportRuns(const std::vector<Run>& runs) override {
-    for (const auto& run : runs)
-      if (run.run_type == Run::RT_Aggregate && run.aggregate_name == "median")
-        median_us[run.benchmark_name().substr(0, run.benchmark_name().find("/repeats"))] =
-            run.GetAdjustedRealTime() * benchmark::GetTimeUnitMultiplier(benchmark::kMicrosecond) /
-            benchmark::GetTimeUnitMultiplier(run.time_unit);
-    ConsoleReporter::ReportRuns(runs);
-  }
-  std::map<std::string, double> median_us;
-};
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -212,14 +199,11 @@ int main(int argc, char** argv) {
   argc = kept;
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  SummaryReporter reporter;
+  stateroom::bench::MedianReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();
   const double ram = hibernated_room_ram(rooms);
-  auto median = [&](const std::string& name) {
-    auto it = reporter.median_us.find(name);
-    return it == reporter.median_us.end() ? -1.0 : it->second;
-  };
+  auto median = [&](const std::string& name) { return reporter.median_us(name); };
   std::printf("\nsummary (medians)                         measured       target\n");
   std::printf("counter room snapshot (room thread)      %8.1f us     <= 300 us\n", median("snapshot/counter_wasm"));
   std::printf("counter room restore (instance + state)  %8.1f us     <= 300 us\n", median("restore/counter_wasm"));

@@ -24,6 +24,7 @@
 #include "stateroom/hosted_service.hpp"
 #include "stateroom/service.hpp"
 #include "stateroom/wasm.hpp"
+#include "summary.hpp"
 
 namespace {
 
@@ -209,21 +210,6 @@ bool run_instructions(std::string_view path, long count) {
   return true;
 }
 
-/// The console output, plus the medians it saw for the summary.
-class SummaryReporter : public benchmark::ConsoleReporter {
- public:
-  SummaryReporter() : ConsoleReporter(isatty(STDOUT_FILENO) ? OO_Defaults : OO_Tabular) {}
-  void ReportRuns(const std::vector<Run>& runs) override {
-    for (const auto& run : runs)
-      if (run.run_type == Run::RT_Aggregate && run.aggregate_name == "median")
-        median_us[run.run_name.function_name] =
-            run.GetAdjustedRealTime() * benchmark::GetTimeUnitMultiplier(benchmark::kMicrosecond) /
-            benchmark::GetTimeUnitMultiplier(run.time_unit);
-    ConsoleReporter::ReportRuns(runs);
-  }
-  std::map<std::string, double> median_us;
-};
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -231,14 +217,11 @@ int main(int argc, char** argv) {
     return run_instructions(argv[2], std::atol(argv[3])) ? 0 : 2;
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  SummaryReporter reporter;
+  stateroom::bench::MedianReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();
 
-  auto median = [&](const std::string& name) {
-    auto it = reporter.median_us.find(name);
-    return it == reporter.median_us.end() ? -1.0 : it->second;
-  };
+  auto median = [&](const std::string& name) { return reporter.median_us(name); };
   const double start_wasm = median("room_start/wasm"), start_native = median("room_start/native");
   const double msg_wasm = median("counter_message/wasm"), msg_native = median("counter_message/native");
   if (start_wasm < 0 || msg_wasm < 0 || msg_native < 0) return 0;  // filtered out

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -189,8 +190,9 @@ class Server {
 
 /// Starts a server, runs it until SIGINT or SIGTERM, then shuts down gracefully. Returns the
 /// process exit code: 0 after a clean shutdown, 1 when the server could not start (the reason is
-/// logged).
-int serve(std::shared_ptr<ServiceFactory> factory, ServerOptions options = {});
+/// logged). `listening`, if given, is called once the server listens (its port() is known).
+int serve(std::shared_ptr<ServiceFactory> factory, ServerOptions options = {},
+          const std::function<void(Server&)>& listening = {});
 
 /// `serve` for a service type: `return stateroom::serve<Counter>({.port = 8080});`
 template <ServiceType T>

@@ -380,11 +380,4 @@ BuildResult build_project(const Project& project, const GuestSdk& sdk) {
   return finish();
 }
 
-std::string format_size(std::uintmax_t bytes) {
-  if (bytes < 1024) return fmt::format("{} bytes", bytes);
-  if (bytes < 1024 * 1024) return fmt::format("{:.1f} KiB", static_cast<double>(bytes) / 1024);
-  if (bytes < 1024 * 1024 * 1024) return fmt::format("{:.1f} MiB", static_cast<double>(bytes) / (1024 * 1024));
-  return fmt::format("{:.1f} GiB", static_cast<double>(bytes) / (1024 * 1024 * 1024));
-}
-
 }  // namespace stateroom::cli

@@ -70,7 +70,4 @@ struct BuildResult {
 /// <project>/.stateroom/build (configured once, then incremental).
 BuildResult build_project(const Project& project, const GuestSdk& sdk);
 
-/// Size in a friendly unit: "25.3 KiB".
-std::string format_size(std::uintmax_t bytes);
-
 }  // namespace stateroom::cli

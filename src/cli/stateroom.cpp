@@ -12,6 +12,7 @@
 #include <regex>
 #include <thread>
 
+#include "common/text.hpp"
 #include "load/load_command.hpp"
 #include "options.hpp"
 #include "project.hpp"
@@ -113,7 +114,7 @@ std::shared_ptr<wasm::Engine> make_engine(const wasm::Limits& limits) {
 void log_limits(const wasm::Engine& engine) {
   const auto& limits = engine.limits();
   spdlog::info("rooms get up to {} of memory each and {} together, and {} ms of CPU time per event",
-               cli::format_size(limits.memory_bytes), cli::format_size(limits.total_memory_bytes),
+               stateroom::detail::format_bytes(limits.memory_bytes), stateroom::detail::format_bytes(limits.total_memory_bytes),
                limits.cpu_time_per_event.count());
 }
 
@@ -128,7 +129,9 @@ void check_message_fits(const ServerOptions& options, const wasm::Limits& limits
 }
 
 int serve(Args& a) {
-  server::StopSignals signals;  // first: the runtime's threads (made below) must not take them
+  // First: the runtime's threads (made below) must not take SIGINT or SIGTERM (stateroom::serve
+  // waits for them on this thread).
+  server::StopSignals signals;
   check_message_fits(a.options, a.limits);
   a.limits.max_instances = static_cast<std::uint32_t>(a.options.max_rooms);  // one instance per room
   auto engine = make_engine(a.limits);  // the limits are checked before the module is looked for
@@ -154,15 +157,7 @@ int serve(Args& a) {
   if (!a.options.state_dir.empty() && !factory->persistence_problem().empty())
     spdlog::warn("{}: its rooms will not be kept in {}: {}", module.string(), a.options.state_dir,
                  factory->persistence_problem());
-  Server server(std::move(factory), std::move(a.options));
-  if (auto status = server.start(); !status) {
-    spdlog::error("{}", status.message());
-    return 1;
-  }
-  log_limits(*engine);
-  signals.wait();
-  server.stop();
-  return 0;
+  return stateroom::serve(std::move(factory), std::move(a.options), [&](Server&) { log_limits(*engine); });
 }
 
 // --- dev ----------------------------------------------------------------------------------------------
@@ -192,7 +187,7 @@ LoadedBuild build_and_load(const cli::Project& project, const cli::GuestSdk& sdk
     auto module = wasm::Module::load(engine, built.module, load);
     std::error_code ec;
     spdlog::info("built {} in {} ({})", built.module.filename().string(), seconds(built.took),
-                 cli::format_size(fs::file_size(built.module, ec)));
+                 stateroom::detail::format_bytes(fs::file_size(built.module, ec)));
     return {std::move(module), built.module};
   } catch (const wasm::LoadError& e) {
     spdlog::error("the build of {} cannot be served: {}", project.target_name(), e.what());
@@ -290,7 +285,7 @@ int build(const cli::Project& project, const Args& a) {
       files += it->is_regular_file(ec) ? 1 : 0;
   }
   spdlog::info("wrote {} ({}){}; serve it with: stateroom serve {}", (out / "server.wasm").string(),
-               cli::format_size(fs::file_size(out / "server.wasm", ec)),
+               stateroom::detail::format_bytes(fs::file_size(out / "server.wasm", ec)),
                project.static_dir ? fmt::format(" and {} ({} file(s))", (out / "static").string(), files) : "",
                a.out);
   return 0;

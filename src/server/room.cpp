@@ -33,18 +33,7 @@ std::shared_ptr<Room> Room::create(Worker& worker, std::string id, std::string* 
   const auto factory = worker.shared.factory.load();
   room->generation_ = factory->generation;
   room->made_by_ = factory;
-  room->running_ = true;
-  try {
-    room->service_ = factory->factory->create(room->id_, *room);
-    room->hosted_ = dynamic_cast<HostedService*>(room->service_.get()) != nullptr;
-  } catch (const std::exception& e) {
-    room->fail(std::string("creating the service threw: ") + e.what());
-  } catch (...) {
-    room->fail("creating the service threw a non-standard exception");
-  }
-  room->running_ = false;
-  if (!room->service_ && !room->failure_) room->failure_ = "the service factory built nothing";
-  if (room->failure_) {
+  if (!room->make_service(*factory->factory)) {
     if (room->unavailable_ && unavailable) *unavailable = *room->failure_;
     room->end(room->unavailable_ ? EndReason::unavailable : EndReason::failed, *room->failure_);
     return nullptr;
@@ -62,6 +51,21 @@ std::shared_ptr<Room> Room::create(Worker& worker, std::string id, std::string* 
   if (!restored) room->deliver(Event{EventKind::init});
   if (!room->alive()) return nullptr;
   return room;
+}
+
+bool Room::make_service(ServiceFactory& factory) {
+  running_ = true;
+  try {
+    service_ = factory.create(id_, *this);
+  } catch (const std::exception& e) {
+    fail(std::string("creating the service threw: ") + e.what());
+  } catch (...) {
+    fail("creating the service threw a non-standard exception");
+  }
+  running_ = false;
+  if (!service_ && !failure_) failure_ = "the service factory built nothing";
+  hosted_ = dynamic_cast<HostedService*>(service_.get()) != nullptr;
+  return !failure_;
 }
 
 Room::Room(Worker& worker, std::string id)
@@ -493,21 +497,10 @@ bool Room::restore(std::span<const std::byte> saved, ServiceFactory& factory) {
     spdlog::warn("room '{}': its service did not take its snapshot; the room starts afresh", id_);
     // The old service may hold part of the snapshot: a new one starts with `init`.
     service_.reset();
-    running_ = true;
-    try {
-      service_ = factory.create(id_, *this);
-    } catch (const std::exception& e) {
-      fail(std::string("creating the service threw: ") + e.what());
-    } catch (...) {
-      fail("creating the service threw a non-standard exception");
-    }
-    running_ = false;
-    if (!service_ && !failure_) failure_ = "the service factory built nothing";
-    if (failure_) {
+    if (!make_service(factory)) {
       end(unavailable_ ? EndReason::unavailable : EndReason::failed, *failure_);
       return true;
     }
-    hosted_ = dynamic_cast<HostedService*>(service_.get()) != nullptr;
     return false;
   }
   stored_ = true;

@@ -138,6 +138,9 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   /// at shutdown), drops its queue, timers and service, and leaves the registry. `detail` is the
   /// failure's reason.
   void end(EndReason why, std::string_view detail = {});
+  /// Builds the room's service with `factory`, guarded: false (with failure_ set) when it threw,
+  /// built nothing or could not start.
+  bool make_service(ServiceFactory& factory);
   /// The room's snapshot: its own part (next client id, the timer, its members) and its
   /// service's. Empty when the service keeps nothing.
   std::vector<std::byte> snapshot();

@@ -459,7 +459,8 @@ void Server::wait() {
   impl.finish_stop();
 }
 
-int serve(std::shared_ptr<ServiceFactory> factory, ServerOptions options) {
+int serve(std::shared_ptr<ServiceFactory> factory, ServerOptions options,
+          const std::function<void(Server&)>& listening) {
   server::StopSignals signals;  // before the workers start: they inherit the blocked signals
   // (call serve from main before starting threads of your own, or block SIGINT and SIGTERM in them)
   Server server(std::move(factory), std::move(options));
@@ -467,6 +468,7 @@ int serve(std::shared_ptr<ServiceFactory> factory, ServerOptions options) {
     spdlog::error("{}", status.message());
     return 1;
   }
+  if (listening) listening(server);
   signals.wait();
   server.stop();
   return 0;

@@ -2,10 +2,10 @@
 #include "stateroom/state_store.hpp"
 
 #include "../common/little_endian.hpp"
+#include "../common/text.hpp"
 
 #include <fcntl.h>
 #include <fmt/format.h>
-#include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -48,15 +48,6 @@ std::uint32_t checksum(std::string_view bytes) {
     bytes.remove_prefix(n);
   }
   return static_cast<std::uint32_t>(crc);
-}
-
-std::string sha256_hex(std::string_view bytes) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int size = 0;
-  EVP_Digest(bytes.data(), bytes.size(), digest, &size, EVP_sha256(), nullptr);
-  std::string hex;
-  for (unsigned int i = 0; i < size; ++i) hex += fmt::format("{:02x}", digest[i]);
-  return hex;
 }
 
 /// The bytes of a file for `room_id` holding `snapshot`.
@@ -329,7 +320,7 @@ std::string state_file_name(std::string_view room_id) {
     } else {
       name += fmt::format("%{:02X}", u);
     }
-    if (name.size() > 200) return "h-" + sha256_hex(room_id) + ".snapshot";
+    if (name.size() > 200) return "h-" + detail::sha256_hex(room_id) + ".snapshot";
   }
   return name + ".snapshot";
 }

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <utility>
 
+#include "../common/text.hpp"
 #include "guest_instance.hpp"
 
 #if STATEROOM_WASMTIME_WRAPPER
@@ -27,6 +28,8 @@ namespace stateroom::wasm::detail {
 
 namespace {
 
+using ::stateroom::detail::format_bytes;
+
 std::uint32_t u32(const wasmtime_val_t& v) noexcept {
   return static_cast<std::uint32_t>(v.of.i32);
 }
@@ -35,15 +38,6 @@ std::string trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\n')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\n')) s.remove_suffix(1);
   return std::string(s);
-}
-
-std::string format_bytes(std::uint64_t bytes) {
-  if (bytes % (1ull << 30) == 0) return fmt::format("{} GiB", bytes >> 30);
-  if (bytes % (1ull << 20) == 0) return fmt::format("{} MiB", bytes >> 20);
-  if (bytes % (1ull << 10) == 0) return fmt::format("{} KiB", bytes >> 10);
-  if (bytes >= (1ull << 30)) return fmt::format("{:.1f} GiB", static_cast<double>(bytes) / (1ull << 30));
-  if (bytes >= (1ull << 20)) return fmt::format("{:.1f} MiB", static_cast<double>(bytes) / (1ull << 20));
-  return fmt::format("{} bytes", bytes);
 }
 
 }  // namespace

@@ -1,5 +1,4 @@
 #include <fmt/format.h>
-#include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 
 #include <cerrno>
@@ -9,6 +8,7 @@
 #include <span>
 #include <vector>
 
+#include "../common/text.hpp"
 #include "guest.hpp"
 #include "interface_v1.hpp"
 #include "interface_v2.hpp"
@@ -24,16 +24,6 @@ using detail::InterfaceV1;
 using detail::InterfaceV2;
 
 constexpr std::string_view wasm_magic("\0asm", 4);
-
-/// The SHA-256 of `bytes` in hex (empty when OpenSSL cannot hash).
-std::string sha256_hex(std::string_view bytes) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int size = 0;
-  if (!EVP_Digest(bytes.data(), bytes.size(), digest, &size, EVP_sha256(), nullptr)) return {};
-  std::string hex;
-  for (unsigned int i = 0; i < size; ++i) hex += fmt::format("{:02x}", digest[i]);
-  return hex;
-}
 
 }  // namespace
 }  // namespace stateroom::wasm
@@ -452,7 +442,7 @@ std::shared_ptr<Module> Module::load_impl(std::shared_ptr<Impl> impl, std::strin
   }
 
   // Every mutable global exported too, for snapshots (the module's identity is its own bytes').
-  impl->hash = sha256_hex(wasm);
+  impl->hash = ::stateroom::detail::sha256_hex(wasm);
   std::string rewritten;
   wasm = export_globals(wasm, rewritten, *impl);
   if (!impl->not_persistent.empty())

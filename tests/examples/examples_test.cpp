@@ -173,6 +173,14 @@ TEST_P(Examples, Chat) {
   EXPECT_EQ(next_text(*a), "user2: hello alice") << "the sender does not hear its own message";
   b->close();
   EXPECT_EQ(next_text(*a), "user2 left");
+  auto c = connect(*server, "/ws/lobby");
+  ASSERT_TRUE(c);
+  EXPECT_EQ(next_text(*c), "welcome, user3; /name X renames you");
+  EXPECT_EQ(next_text(*c), "alice: hi all") << "a newcomer gets the room's earlier messages";
+  EXPECT_EQ(next_text(*c), "user2: hello alice");
+  EXPECT_EQ(next_text(*a), "user3 joined");
+  c->send_text("hi");
+  EXPECT_EQ(next_text(*a), "user3: hi") << "the history was only for the newcomer";
 }
 
 INSTANTIATE_TEST_SUITE_P(Launchers, Examples, ::testing::ValuesIn(launchers()),

@@ -32,6 +32,9 @@
 // - Static constructors run from `_initialize`, which this server calls. The Rust host never calls
 //   it; the SDK then runs them itself before the first event, so globals with constructors work
 //   under both hosts.
+// - Keeps sizeof(T) in its static data (`STATEROOM_SERVICE_SIZE`, not exported), so that a
+//   rebuild that changes the service's size has another data layout (Module::snapshot_layout)
+//   and `stateroom dev` does not carry a room's memory over to it.
 //
 // Exceptions and RTTI are off (they are not available for wasm32 with this toolchain): a service
 // reports trouble through Context::fail.
@@ -256,6 +259,9 @@ inline void receive(const std::uint8_t* ptr, std::size_t len) {
       ::stateroom::guest::api_version;                                                           \
   __attribute__((used)) extern const std::int32_t STATEROOM_API_PROTOCOL =                       \
       ::stateroom::guest::api_protocol;                                                          \
+  /* In static data, so that a rebuild that changes the service's size changes the data layout */ \
+  /* a snapshot of its memory depends on (Module::snapshot_layout). */                           \
+  __attribute__((used)) extern const std::uint32_t STATEROOM_SERVICE_SIZE = sizeof(T);          \
   }                                                                                              \
   __attribute__((constructor)) static void stateroom_guest_constructors_ran() {                  \
     ::stateroom::guest::detail::constructors_ran = true;                                         \

@@ -120,9 +120,10 @@ struct ServerOptions {
   /// can lose at most); 0: only when it hibernates and when the server stops.
   std::chrono::milliseconds snapshot_interval{30000};
   /// A snapshot made by another module (ServiceFactory::snapshot_identity) than the one serving
-  /// now: `fresh` starts its room afresh (with a log line saying so); `keep` restores it anyway,
-  /// for a module rebuilt with the same data layout.
-  enum class OnModuleChange : std::uint8_t { fresh, keep };
+  /// now: `fresh` starts its room afresh (with a log line saying so); `layout` restores it when
+  /// the module has the same data layout (ServiceFactory::snapshot_layout: a rebuild that changed
+  /// only code), else starts afresh; `keep` restores it anyway.
+  enum class OnModuleChange : std::uint8_t { fresh, layout, keep };
   OnModuleChange on_module_change = OnModuleChange::fresh;
 };
 
@@ -178,10 +179,22 @@ class Server {
   /// Blocks until the server has stopped (after `stop`, from any thread or a handler). On one of
   /// the server's own threads it would wait for itself, and returns at once.
   void wait();
-  /// Builds rooms created from now on with `factory`. A running room keeps its service until it
-  /// becomes empty; it then ends at once (whatever its grace period), so its next connect starts
-  /// on the new factory. Logs which rooms still run the previous service. Safe from any thread.
-  void replace_factory(std::shared_ptr<ServiceFactory> factory);
+  /// What replace_factory does with the rooms already running.
+  enum class RunningRooms : std::uint8_t {
+    /// A running room keeps its service until it becomes empty; it then ends at once (whatever
+    /// its grace period), so its next connect starts on the new factory.
+    keep_until_empty,
+    /// Each room moves to the new factory's service between two events, its clients staying
+    /// connected: with its service's state when the new factory takes the old one's snapshot (the
+    /// same ServiceFactory::snapshot_identity, or the same non-empty snapshot_layout: for a
+    /// WebAssembly module, a rebuild that changed only code), else afresh (`init`, then a
+    /// `connect` for each client). What `stateroom dev` does on every rebuild.
+    carry_over,
+  };
+  /// Builds rooms created from now on with `factory`, and treats the running ones as `running`
+  /// says. Logs what became of them. Safe from any thread.
+  void replace_factory(std::shared_ptr<ServiceFactory> factory,
+                       RunningRooms running = RunningRooms::keep_until_empty);
 
  private:
   struct Impl;

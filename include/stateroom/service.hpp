@@ -118,6 +118,13 @@ class ServiceFactory {
   /// module's is the SHA-256 of its bytes; the default (empty) says nothing, and every snapshot of
   /// the same room id is restored.
   virtual std::string snapshot_identity() const { return {}; }
+  /// What the snapshots of its rooms depend on, where another identity may still share it: a
+  /// snapshot made under another identity but the same non-empty layout is restored when the
+  /// server is told so (`--on-module-change layout`, the default of `stateroom dev`), and when
+  /// Server::replace_factory carries running rooms over. A WebAssembly module's covers its static
+  /// data, globals and tables, so a rebuild that changed only code keeps its rooms' state. Empty
+  /// (the default): identities alone decide.
+  virtual std::string snapshot_layout() const { return {}; }
 };
 
 /// A service type a factory can build: default-constructible, or constructible from

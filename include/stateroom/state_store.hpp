@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -36,6 +37,10 @@ class StateStore {
 /// directory that cannot be written makes each save fail with an error in the log, the room's
 /// state staying in memory meanwhile. Throws std::runtime_error when `dir` cannot be made or read.
 std::shared_ptr<StateStore> make_directory_store(const std::filesystem::path& dir);
+
+/// A store in this process's memory: rooms outlive their hibernation and Server::replace_factory,
+/// not the process (`stateroom dev` without --state-dir).
+std::shared_ptr<StateStore> make_memory_store();
 
 /// The file name the directory store gives `room_id`: its bytes as they are when they are ASCII
 /// letters, digits, `-` or `_`, else `%XX`, after `r-` and before `.snapshot`; past 200

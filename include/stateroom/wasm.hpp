@@ -117,6 +117,9 @@ class Module final : public ServiceFactory {
   std::unique_ptr<Service> create(std::string_view room_id, Context& ctx) override;
   /// `wasm-sha256:` and the SHA-256 of the module's bytes.
   std::string snapshot_identity() const override;
+  /// The SHA-256 of the sections that place and give meaning to data in memory (imports, tables,
+  /// memories, globals, elements, data): equal for a rebuild that changed only code.
+  std::string snapshot_layout() const override;
   /// Why its rooms cannot be kept in snapshots (a module whose code changes its tables, or with
   /// mutable globals of reference type); empty when they can.
   const std::string& persistence_problem() const noexcept;

@@ -205,15 +205,18 @@ const Spec specs[] = {
      "(0: only when it hibernates and when the server stops)",
      false, [](Targets& t, const std::string& v) { t.server->snapshot_interval = duration(v); }},
     {{"--on-module-change", "on_module_change", ValueKind::text}, "--on-module-change", "fresh",
-     "A snapshot made by another build of the service: fresh starts its room afresh, keep restores it anyway "
-     "(for a build with the same data layout)",
+     "A snapshot made by another build of the service: fresh starts its room afresh, layout restores it when "
+     "the build has the same data layout (its code alone changed; the default of stateroom dev), keep restores "
+     "it anyway",
      false, [](Targets& t, const std::string& v) {
        if (v == "fresh") {
          t.server->on_module_change = ServerOptions::OnModuleChange::fresh;
+       } else if (v == "layout") {
+         t.server->on_module_change = ServerOptions::OnModuleChange::layout;
        } else if (v == "keep") {
          t.server->on_module_change = ServerOptions::OnModuleChange::keep;
        } else {
-         throw std::invalid_argument("keep or fresh");
+         throw std::invalid_argument("fresh, layout or keep");
        }
      }},
     {{"--default-room", "default_room", ValueKind::text}, "--default-room", "default", "Room joined by GET /ws", false,

@@ -75,9 +75,12 @@ std::unique_ptr<App> make_app(Args& a) {
   app->dev = app->app.add_subcommand(
       "dev",
       "In a project (a directory with stateroom.toml, or below one): builds the service to WebAssembly, serves it "
-      "with the project's static files, and rebuilds when a source changes. A new build serves new rooms at once; "
-      "running rooms move to it when they next become empty. A failed build shows the compiler's errors and the "
-      "last good build keeps serving. The [server] table of stateroom.toml sets options; flags override it.");
+      "with the project's static files, and rebuilds when a source changes. A new build takes over every room at "
+      "once, its clients staying connected: a room keeps its state when the build changed only code (the same "
+      "static data, globals and tables; the log says which), else starts afresh. A failed build shows the "
+      "compiler's errors and the last good build keeps serving. Rooms' state is kept in memory (across "
+      "hibernation too) unless --state-dir is given, and --on-module-change defaults to layout. The [server] "
+      "table of stateroom.toml sets options; flags override it.");
   app->dev->add_option("port", a.dev_port, "Port to serve on (default: stateroom.toml's, else 8080; 0 picks a free one)")
       ->check(CLI::Range(0, 65535));
   add_serving_options(*app->dev, a);
@@ -219,12 +222,18 @@ int dev(const cli::Project& project, Args& a) {
   a.limits.max_instances = static_cast<std::uint32_t>(a.options.max_rooms);  // one instance per room
   auto engine = make_engine(a.limits);
   spdlog::info("project {} ({})", project.dir.filename().string(), project.dir.string());
+  // Rooms' state outlives rebuilds and hibernation: in memory, unless a state directory keeps it
+  // across restarts of `stateroom dev` too.
+  if (a.options.state_dir.empty()) {
+    a.options.state_store = make_memory_store();
+    spdlog::info("rooms' state is kept in memory across rebuilds (--state-dir DIR keeps it across restarts too)");
+  }
 
   std::unique_ptr<Server> server;
   auto snapshot = cli::source_snapshot(project);
   auto install = [&](std::shared_ptr<wasm::Module> module) {
     if (server) {
-      server->replace_factory(std::move(module));
+      server->replace_factory(std::move(module), Server::RunningRooms::carry_over);
       return true;
     }
     server = std::make_unique<Server>(std::move(module), a.options);
@@ -359,7 +368,10 @@ int run(int argc, char** argv) {
   // dev: parse again with the project's [server] settings ahead of the user's flags.
   Args merged;
   auto merged_app = make_app(merged);
-  std::vector<std::string> again = with_project_args(argc, argv, "dev", project.server_args);
+  // dev's own defaults come first, the project's settings next, the user's flags last.
+  std::vector<std::string> first{"--on-module-change", "layout"};
+  first.insert(first.end(), project.server_args.begin(), project.server_args.end());
+  std::vector<std::string> again = with_project_args(argc, argv, "dev", first);
   std::reverse(again.begin(), again.end());  // CLI11 takes a reversed vector
   try {
     merged_app->app.parse(again);

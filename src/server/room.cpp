@@ -419,10 +419,25 @@ void Room::shut_down() {
 namespace {
 
 // A room's snapshot: "SRRM" | u32 version | u32 identity length | the factory's snapshot identity |
-// u32 next client id | i64 milliseconds until the timer fires (-1: none) | u32 members, each a u32
-// client id | the service's snapshot. Little-endian.
+// (version 2 on) u32 layout length | the factory's snapshot layout | u32 next client id | i64
+// milliseconds until the timer fires (-1: none) | u32 members, each a u32 client id | the
+// service's snapshot. Little-endian. Version 1 (no layout) is still read.
 constexpr std::uint32_t room_snapshot_magic = 0x4d525253;  // "SRRM"
-constexpr std::uint32_t room_snapshot_version = 1;
+constexpr std::uint32_t room_snapshot_version = 2;
+
+void put_text(std::vector<std::byte>& out, std::string_view text) {
+  ::stateroom::detail::put_le(out, text.size(), 4);
+  for (char c : text) out.push_back(static_cast<std::byte>(c));
+}
+
+/// A length-prefixed text from the front of `in`; nullopt when it runs past its end.
+std::optional<std::string> get_text(::stateroom::detail::LittleEndianReader<std::byte>& in) {
+  const auto size = in.get(4);
+  if (!in.ok || in.in.size() < size) return std::nullopt;
+  std::string text(reinterpret_cast<const char*>(in.in.data()), size);
+  in.in = in.in.subspan(size);
+  return text;
+}
 
 constexpr auto put = ::stateroom::detail::put_le<std::vector<std::byte>>;
 
@@ -432,12 +447,13 @@ std::vector<std::byte> Room::snapshot() {
   std::vector<std::byte> service = service_->snapshot();
   if (service.empty()) return service;
   const std::string identity = made_by_->factory->snapshot_identity();
+  const std::string layout = made_by_->factory->snapshot_layout();
   std::vector<std::byte> out;
-  out.reserve(service.size() + identity.size() + 32 + 4 * members_.size());
+  out.reserve(service.size() + identity.size() + layout.size() + 36 + 4 * members_.size());
   put(out, room_snapshot_magic, 4);
   put(out, room_snapshot_version, 4);
-  put(out, identity.size(), 4);
-  for (char c : identity) out.push_back(static_cast<std::byte>(c));
+  put_text(out, identity);
+  put_text(out, layout);
   put(out, next_client_, 4);
   std::int64_t timer_ms = -1;
   if (timer_due_) {
@@ -453,14 +469,14 @@ std::vector<std::byte> Room::snapshot() {
 
 bool Room::restore(std::span<const std::byte> saved, ServiceFactory& factory) {
   ::stateroom::detail::LittleEndianReader<std::byte> in{saved};
-  const bool ours = in.get(4) == room_snapshot_magic && in.get(4) == room_snapshot_version;
-  const auto identity_size = in.get(4);
-  if (!in.ok || !ours || in.in.size() < identity_size) {
+  const bool magic = in.get(4) == room_snapshot_magic;
+  const auto version = in.get(4);
+  std::optional<std::string> identity = get_text(in), layout = std::string();
+  if (version >= 2) layout = get_text(in);
+  if (!magic || version < 1 || version > room_snapshot_version || !identity || !layout) {
     spdlog::warn("room '{}': its snapshot is not one this server reads; the room starts afresh", id_);
     return false;
   }
-  const std::string identity(reinterpret_cast<const char*>(in.in.data()), identity_size);
-  in.in = in.in.subspan(identity_size);
   const auto next_client = static_cast<std::uint32_t>(in.get(4));
   const auto timer_ms = static_cast<std::int64_t>(in.get(8));
   const auto member_count = in.get(4);
@@ -471,17 +487,7 @@ bool Room::restore(std::span<const std::byte> saved, ServiceFactory& factory) {
     spdlog::warn("room '{}': its snapshot is truncated; the room starts afresh", id_);
     return false;
   }
-  if (identity != factory.snapshot_identity()) {
-    if (worker_.shared.options.on_module_change == ServerOptions::OnModuleChange::fresh) {
-      spdlog::info("room '{}': its snapshot was made by another build of the service ({}); the room starts "
-                   "afresh (--on-module-change keep restores it)",
-                   id_, identity.empty() ? "none named" : identity);
-      return false;
-    }
-    spdlog::info("room '{}': its snapshot was made by another build of the service; restoring it anyway "
-                 "(--on-module-change keep)",
-                 id_);
-  }
+  if (!takes_snapshot_of(*identity, *layout, factory)) return false;
   running_ = true;
   bool restored = false;
   try {
@@ -510,6 +516,82 @@ bool Room::restore(std::span<const std::byte> saved, ServiceFactory& factory) {
   if (timer_ms >= 0) set_timer(static_cast<std::uint32_t>(std::min<std::int64_t>(timer_ms, UINT32_MAX)));
   // The clients of the snapshot are gone: the service hears so, as it would have.
   for (ClientId client : members) deliver(Event{EventKind::disconnect, client});
+  return true;
+}
+
+bool Room::takes_snapshot_of(std::string_view identity, std::string_view layout, ServiceFactory& factory) const {
+  if (identity == factory.snapshot_identity()) return true;
+  using Mode = ServerOptions::OnModuleChange;
+  const Mode mode = worker_.shared.options.on_module_change;
+  const bool same_layout = !layout.empty() && layout == factory.snapshot_layout();
+  if (mode == Mode::keep || (mode == Mode::layout && same_layout)) {
+    spdlog::info("room '{}': its snapshot was made by another build of the service{}; restoring it (--on-module-change "
+                 "{})",
+                 id_, same_layout ? " with the same data layout" : "", mode == Mode::keep ? "keep" : "layout");
+    return true;
+  }
+  spdlog::info("room '{}': its snapshot was made by another build of the service{} ({}); the room starts afresh{}", id_,
+               layout.empty() || same_layout ? "" : " with another data layout",
+               identity.empty() ? "none named" : identity,
+               mode == Mode::fresh && same_layout ? " (--on-module-change layout restores it)" : "");
+  return false;
+}
+
+bool Room::carry_over() {
+  if (!alive() || busy() || !outdated()) return !alive() || !outdated();
+  const auto factory = worker_.shared.factory.load();
+  std::vector<std::byte> state = service_->snapshot();
+  const std::string identity = made_by_->factory->snapshot_identity();
+  const std::string layout = made_by_->factory->snapshot_layout();
+  const bool same = identity == factory->factory->snapshot_identity();
+  const bool same_layout = !layout.empty() && layout == factory->factory->snapshot_layout();
+  const char* why_afresh = state.empty()                ? "its service keeps no state"
+                           : !(same || same_layout)     ? "the new build has another data layout"
+                                                        : nullptr;
+  // The old service goes first: its instance and memory are given back before the new one is made.
+  service_.reset();
+  generation_ = factory->generation;
+  made_by_ = factory;
+  changed_ = true;
+  if (!make_service(*factory->factory)) {
+    end(unavailable_ ? EndReason::unavailable : EndReason::failed, *failure_);
+    return true;
+  }
+  if (!why_afresh) {
+    running_ = true;
+    bool restored = false;
+    try {
+      restored = service_->restore(state, *this);
+    } catch (const std::exception& e) {
+      fail(std::string("restoring the service threw: ") + e.what());
+    } catch (...) {
+      fail("restoring the service threw a non-standard exception");
+    }
+    running_ = false;
+    if (failure_) {
+      end(unavailable_ ? EndReason::unavailable : EndReason::failed, *failure_);
+      return true;
+    }
+    if (restored) {
+      spdlog::info("room '{}' moved to the new service with its state ({} client(s) stay connected)", id_,
+                   members_.size());
+      return true;
+    }
+    why_afresh = "its new service did not take the old one's state";
+    service_.reset();
+    if (!make_service(*factory->factory)) {
+      end(unavailable_ ? EndReason::unavailable : EndReason::failed, *failure_);
+      return true;
+    }
+  }
+  spdlog::info("room '{}' starts afresh on the new service: {} ({} client(s) stay connected and join it anew)", id_,
+               why_afresh, members_.size());
+  // The old service's timer is not the new one's.
+  ++timer_generation_;
+  timer_due_.reset();
+  timer_.cancel();
+  deliver(Event{EventKind::init});
+  for (std::size_t i = 0; i < members_.size() && alive(); ++i) deliver(Event{EventKind::connect, members_[i].id});
   return true;
 }
 

@@ -57,6 +57,12 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   /// Ends an outdated room now if it has no members and no handler is running or paused.
   /// Returns whether it ended.
   bool end_if_replaced();
+  /// Moves an outdated room to the current factory's service now, between two events, its
+  /// members staying: with its service's state when the new factory takes the old one's snapshot
+  /// (the same snapshot_identity, or the same non-empty snapshot_layout), else afresh (`init`,
+  /// then a `connect` for each member). False while a handler is running or paused (try again
+  /// later); true once done, or when there is nothing to do.
+  bool carry_over();
 
   /// Adds `client` as a new member and delivers `connect`. Returns its id, or nothing when the
   /// room failed meanwhile (the client has then been closed with 1011) or has handed out every
@@ -148,6 +154,9 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   /// afresh instead (said in the log), with a new service when the old one may have taken part
   /// of it.
   bool restore(std::span<const std::byte> saved, ServiceFactory& factory);
+  /// Whether `factory` restores a snapshot made under `identity` and `layout`, by
+  /// ServerOptions::on_module_change; logs what it decided when they differ.
+  bool takes_snapshot_of(std::string_view identity, std::string_view layout, ServiceFactory& factory) const;
   /// Saves the room's snapshot as it ends (hibernating, replaced, shutting down), or forgets its
   /// old one (it failed, or its service keeps nothing now). `mid_call`: its service is in a
   /// handler or paused in one, and cannot be snapshotted.

@@ -349,40 +349,73 @@ void Server::Impl::drain(Worker& worker, std::chrono::steady_clock::time_point d
       [this, &worker, deadline, timer](boost::system::error_code) { drain(worker, deadline, timer); });
 }
 
-void Server::replace_factory(std::shared_ptr<ServiceFactory> factory) {
+namespace {
+
+/// Moves the outdated rooms of `worker` named in `ids` to the current factory, and tries the busy
+/// ones again shortly until each has moved or ended.
+void carry_rooms_over(server::Worker& worker, std::vector<std::string> ids) {
+  std::vector<std::string> busy;
+  for (auto& id : ids) {
+    auto it = worker.rooms.find(id);
+    if (it == worker.rooms.end()) continue;
+    auto room = it->second;  // carrying over may end it, which removes it from the registry
+    if (!room->carry_over()) busy.push_back(std::move(id));
+  }
+  if (busy.empty() || worker.shutting_down) return;
+  auto timer = std::make_shared<asio::steady_timer>(worker.ioc, std::chrono::milliseconds(10));
+  timer->async_wait([&worker, timer, busy = std::move(busy)](boost::system::error_code ec) mutable {
+    if (!ec) carry_rooms_over(worker, std::move(busy));
+  });
+}
+
+}  // namespace
+
+void Server::replace_factory(std::shared_ptr<ServiceFactory> factory, RunningRooms running) {
   auto& impl = *impl_;
   auto& current = impl.shared.factory;
   const std::uint64_t generation = current.load()->generation + 1;
   current.store(std::make_shared<const server::FactoryVersion>(server::FactoryVersion{std::move(factory), generation}));
   std::lock_guard lock(impl.mutex);
   if (!impl.started || impl.stopping) return;  // the workers are not running (or going away)
-  // Every worker ends its empty rooms built by an older factory and reports the others; the last
-  // one to report logs them all.
+  // Every worker deals with its rooms built by an older factory and reports what it did; the last
+  // one to report logs it.
   struct Report {
     std::mutex mutex;
-    std::vector<std::string> rooms;
+    std::vector<std::string> rooms;  ///< kept on the old service, or moving over once not busy
     std::size_t pending;
   };
   auto report = std::make_shared<Report>();
   report->pending = impl.shared.workers.size();
   for (auto& worker : impl.shared.workers) {
-    asio::post(worker->ioc, [&w = *worker, report] {
-      std::vector<std::string> kept;
-      auto rooms = w.rooms;  // ending a room removes it from the registry
-      for (auto& [id, room] : rooms)
-        if (room->outdated() && !room->end_if_replaced()) kept.push_back(id);
+    asio::post(worker->ioc, [&w = *worker, report, running] {
+      std::vector<std::string> outdated, later;
+      for (const auto& [id, room] : w.rooms)
+        if (room->outdated()) outdated.push_back(id);
+      for (const auto& id : outdated) {
+        auto it = w.rooms.find(id);
+        if (it == w.rooms.end()) continue;
+        auto room = it->second;  // ending a room removes it from the registry
+        const bool done = running == RunningRooms::carry_over ? room->carry_over() : room->end_if_replaced();
+        if (!done) later.push_back(id);
+      }
+      if (running == RunningRooms::carry_over && !later.empty()) carry_rooms_over(w, later);
       std::lock_guard lock(report->mutex);
-      report->rooms.insert(report->rooms.end(), kept.begin(), kept.end());
+      report->rooms.insert(report->rooms.end(), later.begin(), later.end());
       if (--report->pending > 0) return;
       if (report->rooms.empty()) {
-        spdlog::info("service replaced: every room starts on the new one");
+        spdlog::info("service replaced: every room runs the new one");
         return;
       }
       std::sort(report->rooms.begin(), report->rooms.end());
       std::string list;
       for (const auto& id : report->rooms) list += (list.empty() ? "'" : ", '") + id + "'";
-      spdlog::info("service replaced for new rooms; {} room(s) keep the previous one until they empty: {}",
-                   report->rooms.size(), list);
+      if (running == RunningRooms::carry_over) {
+        spdlog::info("service replaced; {} room(s) busy in a handler move to it once the handler returns: {}",
+                     report->rooms.size(), list);
+      } else {
+        spdlog::info("service replaced for new rooms; {} room(s) keep the previous one until they empty: {}",
+                     report->rooms.size(), list);
+      }
     });
   }
 }

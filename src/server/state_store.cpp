@@ -19,6 +19,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -161,6 +162,18 @@ class DirectoryStore final : public StateStore {
     {
       std::lock_guard lock(mutex_);
       stopping_ = true;
+      if (!pending_.empty()) {
+        std::string rooms;
+        for (const auto& [room_id, entry] : pending_) {
+          if (rooms.size() > 200) {
+            rooms += ", ...";
+            break;
+          }
+          rooms += (rooms.empty() ? "'" : ", '") + room_id + "'";
+        }
+        spdlog::error("state directory: the state of {} room(s) could not be written to {} and is lost: {}",
+                      pending_.size(), dir_.string(), rooms);
+      }
     }
     wake_.notify_all();
     writer_.join();
@@ -222,6 +235,16 @@ class DirectoryStore final : public StateStore {
 
   void flush() override {
     std::unique_lock lock(mutex_);
+    // What failed to be written before is tried again (the disk may have room now).
+    const std::set<std::string_view> queued(order_.begin(), order_.end());
+    bool again = false;
+    for (const auto& [room_id, entry] : pending_) {
+      if (queued.contains(room_id)) continue;
+      order_.push_back(room_id);
+      ++queued_;
+      again = true;
+    }
+    if (again) wake_.notify_one();
     const std::uint64_t target = queued_;
     flushed_.wait(lock, [&] { return written_ >= target || stopping_; });
   }
@@ -309,7 +332,40 @@ class DirectoryStore final : public StateStore {
   std::thread writer_;
 };
 
+/// make_memory_store's: the snapshots in a map.
+class MemoryStore final : public StateStore {
+ public:
+  std::optional<std::vector<std::byte>> load(std::string_view room_id) override {
+    std::lock_guard lock(mutex_);
+    auto it = snapshots_.find(room_id);
+    if (it == snapshots_.end()) return std::nullopt;
+    return it->second;
+  }
+  void save(std::string_view room_id, std::vector<std::byte> snapshot) override {
+    std::lock_guard lock(mutex_);
+    auto it = snapshots_.find(room_id);
+    if (it == snapshots_.end()) {
+      snapshots_.emplace(std::string(room_id), std::move(snapshot));
+    } else {
+      it->second = std::move(snapshot);
+    }
+  }
+  void remove(std::string_view room_id) override {
+    std::lock_guard lock(mutex_);
+    if (auto it = snapshots_.find(room_id); it != snapshots_.end()) snapshots_.erase(it);
+  }
+  void flush() override {}
+
+ private:
+  std::mutex mutex_;
+  std::map<std::string, std::vector<std::byte>, std::less<>> snapshots_;
+};
+
 }  // namespace
+
+std::shared_ptr<StateStore> make_memory_store() {
+  return std::make_shared<MemoryStore>();
+}
 
 std::string state_file_name(std::string_view room_id) {
   std::string name = "r-";

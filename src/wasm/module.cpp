@@ -8,6 +8,7 @@
 #include <span>
 #include <vector>
 
+#include "../common/little_endian.hpp"
 #include "../common/text.hpp"
 #include "guest.hpp"
 #include "interface_v1.hpp"
@@ -70,6 +71,39 @@ std::string_view export_globals(std::string_view wasm, std::string& rewritten, M
   return wasm;
 #endif
 }
+/// What a snapshot of the module's memory and globals depends on besides its code: the sections
+/// that place data in memory and give it meaning (imports, tables, memories, globals, elements —
+/// the function indices a table holds, that vtables and function pointers in memory name — data
+/// and data count), each with its id and size, hashed. A rebuild that changes only the code of
+/// functions keeps it; one that changes a string constant, adds a global or renumbers the
+/// functions a table holds does not. The C++ SDK puts sizeof(the service) in static data
+/// (STATEROOM_SERVICE_SIZE), so a field added to the service changes it too. Empty when the bytes
+/// cannot be walked (the module is refused later on anyway).
+std::string data_layout_hash(std::string_view wasm) {
+  if (wasm.size() < 8) return {};
+  std::string kept;
+  std::size_t at = 8;
+  while (at < wasm.size()) {
+    const auto id = static_cast<std::uint8_t>(wasm[at++]);
+    std::uint64_t size = 0;
+    for (int shift = 0;; shift += 7) {
+      if (at >= wasm.size() || shift > 28) return {};
+      const auto byte = static_cast<std::uint8_t>(wasm[at++]);
+      size |= static_cast<std::uint64_t>(byte & 0x7f) << shift;
+      if (!(byte & 0x80)) break;
+    }
+    if (size > wasm.size() - at) return {};
+    constexpr std::uint32_t layout_sections = 1u << 2 | 1u << 4 | 1u << 5 | 1u << 6 | 1u << 9 | 1u << 11 | 1u << 12;
+    if (id < 32 && (layout_sections >> id & 1)) {
+      kept += static_cast<char>(id);
+      ::stateroom::detail::put_le(kept, size, 8);
+      kept.append(wasm.substr(at, size));
+    }
+    at += size;
+  }
+  return ::stateroom::detail::sha256_hex(kept);
+}
+
 constexpr std::string_view wasi_module = "wasi_snapshot_preview1";
 
 /// A function signature of the interface, all i32.
@@ -443,6 +477,7 @@ std::shared_ptr<Module> Module::load_impl(std::shared_ptr<Impl> impl, std::strin
 
   // Every mutable global exported too, for snapshots (the module's identity is its own bytes').
   impl->hash = ::stateroom::detail::sha256_hex(wasm);
+  impl->layout = data_layout_hash(wasm);
   std::string rewritten;
   wasm = export_globals(wasm, rewritten, *impl);
   if (!impl->not_persistent.empty())
@@ -499,6 +534,10 @@ std::shared_ptr<Module> Module::load_impl(std::shared_ptr<Impl> impl, std::strin
 }
 
 std::string Module::snapshot_identity() const { return "wasm-sha256:" + impl_->hash; }
+
+std::string Module::snapshot_layout() const {
+  return impl_->layout.empty() ? std::string() : "wasm-layout-sha256:" + impl_->layout;
+}
 
 const std::string& Module::persistence_problem() const noexcept { return impl_->not_persistent; }
 

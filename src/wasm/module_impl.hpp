@@ -18,6 +18,9 @@ struct Module::Impl {
   bool has_initialize = false;  ///< exports the WASI reactor constructor `_initialize`
   /// The SHA-256 of the module's bytes, in hex: the identity of its rooms' snapshots.
   std::string hash;
+  /// The SHA-256 of what its memory's contents depend on besides its code (see data_layout_hash):
+  /// a rebuild with the same one may take its rooms' snapshots (`--on-module-change layout`).
+  std::string layout;
   /// Its mutable globals, exported as `stateroom:global:0` to `globals - 1` (see
   /// third_party/wasmtime/src/globals.rs) for snapshots.
   std::uint32_t globals = 0;

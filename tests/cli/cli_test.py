@@ -370,39 +370,50 @@ async def wait_rebuild(dev, start, what):
     return dev.lines[i]
 
 
+async def rebuild_with(ctx, dev, what, old, new):
+    """Replaces `old` by `new` in service.cpp and waits for the build to be swapped in; the log since."""
+    start = dev.mark()
+    source = ctx.read("service.cpp")
+    check(old in source, f"service.cpp has no {old!r}")
+    ctx.write(source.replace(old, new), "service.cpp")
+    await wait_rebuild(dev, start, what)
+    return start
+
+
 async def test_dev_hot_swap(ctx):
     need_dev(ctx)
     dev, port = ctx.dev, ctx.dev_port
     async with connect(port, "/ws/old") as a:
         await a.send("increment")
-        await expect(a, "new value: 1", "room old, client A, before the change")
+        await expect(a, "new value: 1", "room old, client A, before the changes")
 
-        start = dev.mark()
-        source = ctx.read("service.cpp")
-        check('"new value: "' in source, "service.cpp has no \"new value: \"")
-        ctx.write(source.replace('"new value: "', '"value is "'), "service.cpp")
-        replaced = await wait_rebuild(dev, start, "after the edit")
-        check("'old'" in replaced and "keep the previous one" in replaced,
-              f"the log does not name room 'old' as kept: {replaced!r}")
+        # Code only: the room moves to the new build with its count, its client still connected.
+        start = await rebuild_with(ctx, dev, "after a change of code", "++value;", "value += 2;")
+        await dev.wait_log(r"room 'old' moved to the new service with its state \(1 client", LOG_TIMEOUT, start)
+        await a.send("increment")
+        await expect(a, "new value: 3", "room old after a change of code (its count carried over, +2 now)")
 
+        # A field more in the service: another data layout, the room starts afresh in place.
+        start = await rebuild_with(ctx, dev, "after a field was added", "  int value = 0;\n",
+                                   "  int value = 0;\n  int spare = 0;\n")
+        await dev.wait_log(r"room 'old' starts afresh on the new service: the new build has another data layout",
+                           LOG_TIMEOUT, start)
+        await a.send("increment")
+        await expect(a, "new value: 2", "room old after a field was added (a fresh count, +2)")
+
+        # Another string constant: another layout again.
+        await rebuild_with(ctx, dev, "back to ++value", "value += 2;", "++value;")
+        start = await rebuild_with(ctx, dev, "after the text changed", '"new value: "', '"value is "')
+        await dev.wait_log(r"room 'old' starts afresh on the new service", LOG_TIMEOUT, start)
+        await a.send("increment")
+        await expect(a, "value is 1", "room old after the text changed")
+        async with connect(port, "/ws/old") as b:
+            await b.send("increment")
+            await expect(a, "value is 2", "room old, client A, after B's increment")
+            await expect(b, "value is 2", "room old, client B joining after the change")
         async with connect(port, "/ws/fresh") as c:
             await c.send("increment")
             await expect(c, "value is 1", "a new room after the change")
-        async with connect(port, "/ws") as c:  # the default room was empty: it moved to the new build
-            await c.send("increment")
-            await expect(c, "value is 1", "the default room (empty at the change) after the change")
-
-        await a.send("increment")
-        await expect(a, "new value: 2", "room old, client A, after the change (the old module)")
-        async with connect(port, "/ws/old") as b:
-            await b.send("increment")
-            await expect(a, "new value: 3", "room old, client A, after B's increment")
-            await expect(b, "new value: 3", "room old, client B joining after the change")
-            gone = dev.mark()
-    await dev.wait_log(r"room 'old' is empty and ends", LOG_TIMEOUT, gone)
-    async with connect(port, "/ws/old") as a:
-        await a.send("increment")
-        await expect(a, "value is 1", "room old reconnected after it emptied (the new module, a new counter)")
 
 
 async def test_dev_failed_build_keeps_serving(ctx):
@@ -464,7 +475,7 @@ async def test_dev_stops_on_sigterm(ctx):
         finally:
             # Put the original service back for what follows.
             ctx.write(re.sub(r'"(count: |value is )"', '"new value: "', ctx.read("service.cpp"))
-                      .replace(" int broken = ;", ""), "service.cpp")
+                      .replace(" int broken = ;", "").replace("  int spare = 0;\n", ""), "service.cpp")
 
 
 # 4. bad inputs
@@ -632,7 +643,7 @@ TESTS = [
     ("build -o DIR from a subdirectory", test_build_out_from_a_subdirectory),
     ("serve dist: the page and the counter", test_serve_dist),
     ("dev from a subdirectory: the page and the counter", test_dev_from_a_subdirectory),
-    ("dev hot swap: new rooms at once, running rooms when they empty", test_dev_hot_swap),
+    ("dev hot swap: running rooms move to each build, with their state when only code changed", test_dev_hot_swap),
     ("dev failed build: the compiler's errors, the last good build serves", test_dev_failed_build_keeps_serving),
     ("dev rebuilds after the fix", test_dev_rebuilds_after_the_fix),
     ("dev stops on SIGTERM with exit code 0", test_dev_stops_on_sigterm),

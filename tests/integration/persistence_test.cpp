@@ -189,7 +189,7 @@ TEST_F(PersistenceTest, KeepRestoresAnotherModulesSnapshotWhenItFits) {
     auto c = connect(server, "/ws/a");
     ASSERT_TRUE(c);
     EXPECT_EQ(hidden_state(*c), std::string("\x00\x00", 2)) << "a fresh instance, not a half-restored one";
-    EXPECT_TRUE(log.contains("restoring it anyway"));
+    EXPECT_TRUE(log.contains("restoring it (--on-module-change keep)"));
     EXPECT_TRUE(log.contains("room 'a': its snapshot does not fit this instance: the snapshot has 1 mutable "
                              "globals, the module 2"));
     EXPECT_TRUE(log.contains("room 'a': its service did not take its snapshot; the room starts afresh"));
@@ -261,6 +261,176 @@ TEST_F(PersistenceTest, AServiceThatKeepsNothingLeavesNoFile) {
     c->close();
   }
   EXPECT_TRUE(fs::is_empty(dir_)) << "a file for a service that keeps nothing";
+}
+
+// --- another build of the same layout: --on-module-change layout, Server::replace_factory ----------
+
+const std::string echo_path = std::string(STATEROOM_WASM_DIR) + "/echo.wasm";
+
+/// counter.wasm with a custom section appended: other bytes (another identity) and the same data
+/// layout, as a rebuild that changed only code has.
+std::shared_ptr<wasm::Module> rebuilt_counter() {
+  std::ifstream in(counter_path, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string name = "rebuilt";
+  const std::string body = std::string(1, static_cast<char>(name.size())) + name + "another build";
+  bytes += '\0';
+  bytes += static_cast<char>(body.size());
+  bytes += body;
+  return wasm::Module::load_bytes(std::make_shared<wasm::Engine>(wasm::Limits{.max_instances = 16}), bytes,
+                                  "counter-rebuilt.wasm");
+}
+
+/// hostile.wat with one more function, last (so no table index moves): another build, of the
+/// same data layout.
+std::shared_ptr<wasm::Module> rebuilt_hostile() {
+  std::ifstream in(hostile_path);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  text.insert(text.rfind(')'), "(func $another_build)");
+  return wasm::Module::load_bytes(std::make_shared<wasm::Engine>(wasm::Limits{.max_instances = 16}), text,
+                                  "hostile-rebuilt.wat");
+}
+
+/// Sends `increment` and returns what the counter said.
+std::string increment(WsClient& c) {
+  c.send_text("increment");
+  auto r = c.read();
+  return r ? r->data : "no answer";
+}
+
+TEST(DataLayout, ARebuildThatChangedOnlyCodeHasTheSameLayoutAndAnotherIdentity) {
+  auto counter = load(counter_path), again = rebuilt_counter(), echo = load(echo_path);
+  EXPECT_NE(counter->snapshot_identity(), again->snapshot_identity());
+  EXPECT_FALSE(counter->snapshot_layout().empty());
+  EXPECT_EQ(counter->snapshot_layout(), again->snapshot_layout());
+  EXPECT_NE(counter->snapshot_layout(), echo->snapshot_layout());
+  EXPECT_EQ(load(hostile_path)->snapshot_layout(), rebuilt_hostile()->snapshot_layout()) << "a function more";
+  EXPECT_NE(load(hostile_path)->snapshot_layout(), hostile_with_another_global()->snapshot_layout())
+      << "a global more is another layout";
+}
+
+// A hibernated room's snapshot is restored by a rebuild of the same layout under `layout`, and not
+// under `fresh` (which says how to), nor under `layout` for another layout.
+TEST_F(PersistenceTest, LayoutRestoresTheSnapshotOfABuildWithTheSameDataLayout) {
+  ServerOptions o = options();
+  o.on_module_change = ServerOptions::OnModuleChange::layout;
+  {
+    TestServer server(load(counter_path), o);
+    auto c = connect(server, "/ws/a");
+    ASSERT_TRUE(c);
+    EXPECT_EQ(increment(*c), "new value: 1");
+    EXPECT_EQ(increment(*c), "new value: 2");
+    c->close();
+  }
+  {
+    LogCapture log;
+    TestServer server(rebuilt_counter(), options());  // fresh
+    auto c = connect(server, "/ws/a");
+    ASSERT_TRUE(c);
+    EXPECT_EQ(increment(*c), "new value: 1");
+    EXPECT_TRUE(log.contains("the room starts afresh (--on-module-change layout restores it)"));
+  }
+  {
+    TestServer server(load(counter_path), o);  // the room again, under its own module
+    auto c = connect(server, "/ws/b");
+    ASSERT_TRUE(c);
+    EXPECT_EQ(increment(*c), "new value: 1");
+    EXPECT_EQ(increment(*c), "new value: 2");
+    c->close();
+  }
+  {
+    LogCapture log;
+    TestServer server(rebuilt_counter(), o);
+    auto c = connect(server, "/ws/b");
+    ASSERT_TRUE(c);
+    EXPECT_EQ(increment(*c), "new value: 3");
+    EXPECT_TRUE(log.contains("room 'b': its snapshot was made by another build of the service with the same data "
+                             "layout; restoring it (--on-module-change layout)"));
+  }
+  snapshot_hostile(options(), "h");
+  LogCapture log;
+  TestServer server(hostile_with_another_global(), o);
+  auto c = connect(server, "/ws/h");
+  ASSERT_TRUE(c);
+  EXPECT_EQ(hidden_state(*c), std::string("\x00\x00", 2)) << "another layout starts afresh under layout";
+  EXPECT_TRUE(log.contains("another build of the service with another data layout"));
+}
+
+// replace_factory(carry_over): a running room moves to a rebuild of the same layout between two
+// events, its client still connected and its count going on.
+TEST(CarryOver, ARebuildThatChangedOnlyCodeTakesOverARunningRoomWithItsState) {
+  LogCapture log;
+  TestServer server(load(counter_path));
+  auto c = connect(server, "/ws/r");
+  ASSERT_TRUE(c);
+  for (int i = 1; i <= 3; ++i) EXPECT_EQ(increment(*c), "new value: " + std::to_string(i));
+  server.server().replace_factory(rebuilt_counter(), Server::RunningRooms::carry_over);
+  ASSERT_TRUE(log.wait_for("room 'r' moved to the new service with its state (1 client(s) stay connected)"));
+  EXPECT_EQ(increment(*c), "new value: 4");
+  auto d = connect(server, "/ws/r");
+  ASSERT_TRUE(d);
+  EXPECT_EQ(increment(*d), "new value: 5");
+  auto heard = c->read();
+  ASSERT_TRUE(heard);
+  EXPECT_EQ(heard->data, "new value: 5") << "the first client hears the second's increment";
+}
+
+// Another layout: the room starts afresh in place, `init` then a `connect` for each client (the
+// echo guest greets it), and its clients stay; and back again.
+TEST(CarryOver, ARebuildOfAnotherLayoutStartsARunningRoomAfreshWithItsClients) {
+  LogCapture log;
+  TestServer server(load(counter_path));
+  auto c = connect(server, "/ws/r");
+  ASSERT_TRUE(c);
+  EXPECT_EQ(increment(*c), "new value: 1");
+  server.server().replace_factory(load(echo_path), Server::RunningRooms::carry_over);
+  auto greeting = c->read();
+  ASSERT_TRUE(greeting);
+  EXPECT_EQ(greeting->data, "User ClientId(1) connected.") << "the new service's connect for the client";
+  EXPECT_TRUE(log.contains("room 'r' starts afresh on the new service: the new build has another data layout"));
+  server.server().replace_factory(load(counter_path), Server::RunningRooms::carry_over);
+  for (int i = 0; i < 500 && log.count("room 'r' starts afresh") < 2; ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_EQ(log.count("room 'r' starts afresh"), 2u);
+  EXPECT_EQ(increment(*c), "new value: 1") << "a fresh counter";
+}
+
+// A native service that keeps nothing starts afresh; a room busy in a handler moves once it
+// returns.
+TEST(CarryOver, AServiceThatKeepsNothingStartsAfreshAndABusyRoomMovesWhenItsHandlerReturns) {
+  {
+    LogCapture log;
+    TestServer server(std::make_shared<ServiceFactoryOf<Forgetful>>());
+    auto c = connect(server, "/ws/f");
+    ASSERT_TRUE(c);
+    c->send_text("x");
+    c->send_text("x");
+    ASSERT_TRUE(c->read());
+    auto second = c->read();
+    ASSERT_TRUE(second);
+    EXPECT_EQ(second->data, "2");
+    server.server().replace_factory(std::make_shared<ServiceFactoryOf<Forgetful>>(), Server::RunningRooms::carry_over);
+    ASSERT_TRUE(log.wait_for("room 'f' starts afresh on the new service: its service keeps no state"));
+    c->send_text("x");
+    auto after = c->read();
+    ASSERT_TRUE(after);
+    EXPECT_EQ(after->data, "1");
+  }
+  LogCapture log;
+  TestServer server(load(hostile_path));
+  auto c = connect(server, "/ws/h");
+  ASSERT_TRUE(c);
+  expect_echo(*c, "!N");
+  expect_echo(*c, "!N");
+  constexpr int n = 10;
+  for (int i = 0; i < n; ++i) c->send_text("!S" + std::to_string(i));  // each computes long enough to pause
+  server.server().replace_factory(rebuilt_hostile(), Server::RunningRooms::carry_over);
+  for (int i = 0; i < n; ++i) {
+    auto r = c->read(10s);
+    ASSERT_TRUE(r);
+    EXPECT_TRUE(r->is_text("!S" + std::to_string(i))) << r->data;
+  }
+  ASSERT_TRUE(log.wait_for("room 'h' moved to the new service with its state"));
+  EXPECT_EQ(hidden_state(*c), std::string("\x02\x02", 2)) << "the hidden global and the memory carried over";
 }
 
 }  // namespace

@@ -158,6 +158,32 @@ TEST_F(StateStoreTest, AFailingWriteIsReportedAndTheStateStaysInMemory) {
   store->save("fine", bytes_of("also"));
   store->flush();
   EXPECT_EQ(make_directory_store(dir_)->load("fine"), bytes_of("also"));
+  // Once the directory takes it, the next flush (the server's, as it stops) writes it after all.
+  fs::remove(fs::path(file_of("blocked")) += ".tmp");
+  store->flush();
+  EXPECT_EQ(make_directory_store(dir_)->load("blocked"), bytes_of("kept")) << "a failed write was not tried again";
+}
+
+TEST_F(StateStoreTest, AStoreThatCannotWriteSaysWhatIsLostWhenItGoes) {
+  fs::create_directories(dir_);
+  fs::create_directories(fs::path(file_of("blocked")) += ".tmp");
+  make_directory_store(dir_)->save("blocked", bytes_of("kept"));
+  EXPECT_TRUE(logged("the state of 1 room(s) could not be written to " + fs::absolute(dir_).string() +
+                     " and is lost: 'blocked'"));
+}
+
+TEST(MemoryStore, KeepsTheLastSnapshotOfEachRoomUntilRemoved) {
+  auto store = make_memory_store();
+  EXPECT_FALSE(store->load("a"));
+  store->save("a", bytes_of("one"));
+  store->save("a", bytes_of("two"));
+  store->save(std::string("b\0", 2), bytes_of("other"));
+  EXPECT_EQ(store->load("a"), bytes_of("two"));
+  EXPECT_EQ(store->load(std::string("b\0", 2)), bytes_of("other"));
+  EXPECT_FALSE(store->load("b"));
+  store->remove("a");
+  store->flush();
+  EXPECT_FALSE(store->load("a"));
 }
 
 TEST_F(StateStoreTest, ADirectoryThatCannotBeMadeIsAClearError) {

@@ -31,11 +31,13 @@ else()
   set(wasmtime_include ${cache_dir}/wasmtime-include)
   set(wasmtime_library ${target_dir}/release/libstateroom_wasmtime.a)
   file(MAKE_DIRECTORY ${wasmtime_include})
+  # Every source of the wrapper crate (cargo itself tracks them; this makes the build ask it).
+  file(GLOB crate_sources CONFIGURE_DEPENDS ${crate_dir}/src/*.rs)
   add_custom_command(
     OUTPUT ${wasmtime_library} ${wasmtime_include}/wasmtime.hh
     COMMAND ${CMAKE_COMMAND} -E env CARGO_TARGET_DIR=${target_dir} STATEROOM_WASMTIME_INCLUDE_OUT=${wasmtime_include}
             ${CARGO} build --release --locked --manifest-path ${crate_dir}/Cargo.toml
-    DEPENDS ${crate_dir}/Cargo.toml ${crate_dir}/Cargo.lock ${crate_dir}/build.rs ${crate_dir}/src/lib.rs
+    DEPENDS ${crate_dir}/Cargo.toml ${crate_dir}/Cargo.lock ${crate_dir}/build.rs ${crate_sources}
     COMMENT "Building the Wasmtime C API with cargo (release; cached in ${target_dir})"
     USES_TERMINAL)
   add_custom_target(stateroom_wasmtime_build DEPENDS ${wasmtime_library} ${wasmtime_include}/wasmtime.hh)

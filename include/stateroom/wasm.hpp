@@ -120,8 +120,9 @@ class Module final : public ServiceFactory {
   /// The SHA-256 of the sections that place and give meaning to data in memory (imports, tables,
   /// memories, globals, elements, data): equal for a rebuild that changed only code.
   std::string snapshot_layout() const override;
-  /// Why its rooms cannot be kept in snapshots (a module whose code changes its tables, or with
-  /// mutable globals of reference type); empty when they can.
+  /// Why its rooms cannot be kept in snapshots (a module whose code changes imported tables or
+  /// tables of references other than funcref, or with mutable globals of reference type or
+  /// imported ones); empty when they can.
   const std::string& persistence_problem() const noexcept;
 
   /// The implementation, for the host's own sources (its definition is not public).

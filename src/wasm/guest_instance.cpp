@@ -4,7 +4,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstring>
+#include <string>
 #include <utility>
 
 #if STATEROOM_WASMTIME_WRAPPER
@@ -107,10 +109,14 @@ std::optional<std::string> GuestInstance::probe() {
 namespace {
 
 // A guest snapshot: "SRWG" | u32 version | u64 memory size | u32 block address | u32 block size |
-// u32 globals, each u8 kind (WASMTIME_I32 ... F64) and u64 bits | u32 page size | u32 pages kept,
-// each u32 page index and its bytes. Little-endian. The pages not kept are all zero.
+// u32 globals, each u8 kind (WASMTIME_I32 ... F64) and u64 bits | (version 2 on) u32 tables, each
+// u32 size and that many u32 entries (a function's index + 1; 0: null) | u32 page size | u32
+// pages kept, each u32 page index and its bytes. Little-endian. The pages not kept are all zero.
+// Version 1 (no tables) is still read.
 constexpr std::uint32_t snapshot_magic = 0x47575253;  // "SRWG"
-constexpr std::uint32_t snapshot_version = 1;
+constexpr std::uint32_t snapshot_version = 2;
+/// The largest table a snapshot takes back (entries): far above what a toolchain makes.
+constexpr std::uint64_t max_snapshot_table = 1u << 24;
 constexpr std::size_t snapshot_page = 4096;
 
 constexpr auto put = ::stateroom::detail::put_le<std::vector<std::byte>>;
@@ -142,15 +148,53 @@ bool GuestInstance::bind_globals() {
   return true;
 }
 
+bool GuestInstance::bind_tables() {
+  if (tables_bound_) return true;
+  tables_.clear();
+  for (std::uint32_t k = 0; k < module_->tables; ++k) {
+    const std::string name = fmt::format("stateroom:table:{}", k);
+    wasmtime_extern_t item;
+    if (!wasmtime_instance_export_get(context_, &instance_, name.data(), name.size(), &item) ||
+        item.kind != WASMTIME_EXTERN_TABLE)
+      return false;
+    tables_.push_back(item.of.table);
+  }
+  func_index_.clear();
+  func_by_index_.clear();
+  if (module_->tables) {
+    constexpr std::string_view prefix = "stateroom:func:";
+    char* name = nullptr;
+    std::size_t name_len = 0;
+    wasmtime_extern_t item;
+    for (std::size_t i = 0; wasmtime_instance_export_nth(context_, &instance_, i, &name, &name_len, &item); ++i) {
+      const std::string_view text(name, name_len);
+      if (!text.starts_with(prefix) || item.kind != WASMTIME_EXTERN_FUNC) {
+        wasmtime_extern_delete(&item);
+        continue;
+      }
+      const auto index = static_cast<std::uint32_t>(std::stoul(std::string(text.substr(prefix.size()))));
+      func_index_.emplace_back(wasmtime_func_to_raw(context_, &item.of.func), index);
+      func_by_index_.emplace_back(index, item.of.func);
+    }
+    std::sort(func_index_.begin(), func_index_.end());
+    std::sort(func_by_index_.begin(), func_by_index_.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
+  }
+  tables_bound_ = true;
+  return true;
+}
+
 std::vector<std::byte> GuestInstance::snapshot() {
   std::vector<std::byte> out;
-  if (!module_->not_persistent.empty() || calls_.pending() || !bind_globals()) return out;
+  if (!module_->not_persistent.empty() || calls_.pending() || !bind_globals() || !bind_tables()) return out;
   const wasmtime_memory_t& memory = memory_.handle();
   const std::uint8_t* base = wasmtime_memory_data(context_, &memory);
   const std::uint64_t size = wasmtime_memory_data_size(context_, &memory);
   // Room for every page: untouched capacity costs address space, not memory, and the vector never
   // moves (a large room's snapshot would otherwise be copied as it grows).
-  out.reserve(64 + 9 * globals_.size() + size + (size / snapshot_page) * 4);
+  std::uint64_t table_entries = 0;
+  for (const wasmtime_table_t& table : tables_) table_entries += wasmtime_table_size(context_, &table);
+  out.reserve(64 + 9 * globals_.size() + 4 * (tables_.size() + table_entries) + size + (size / snapshot_page) * 4);
   put(out, snapshot_magic, 4);
   put(out, snapshot_version, 4);
   put(out, size, 8);
@@ -182,6 +226,25 @@ std::vector<std::byte> GuestInstance::snapshot() {
     put(out, value.kind, 1);
     put(out, bits, 8);
   }
+  put(out, tables_.size(), 4);
+  for (const wasmtime_table_t& table : tables_) {
+    const std::uint64_t entries = wasmtime_table_size(context_, &table);
+    put(out, entries, 4);
+    for (std::uint64_t i = 0; i < entries; ++i) {
+      wasmtime_val_t value;
+      if (!wasmtime_table_get(context_, &table, i, &value) || value.kind != WASMTIME_FUNCREF) return {};
+      std::uint64_t entry = 0;  // null
+      if (!wasmtime_funcref_is_null(&value.of.funcref)) {
+        const std::pair<void*, std::uint32_t> key{wasmtime_func_to_raw(context_, &value.of.funcref), 0};
+        auto it = std::lower_bound(func_index_.begin(), func_index_.end(), key,
+                                   [](const auto& a, const auto& b) { return a.first < b.first; });
+        // A function the rewrite did not find a table could hold: this snapshot cannot name it.
+        if (it == func_index_.end() || it->first != key.first) return {};
+        entry = std::uint64_t{it->second} + 1;
+      }
+      put(out, entry, 4);
+    }
+  }
   const std::uint64_t pages = size / snapshot_page;
   put(out, snapshot_page, 4);
   const std::size_t count_at = out.size();
@@ -202,10 +265,12 @@ std::vector<std::byte> GuestInstance::snapshot() {
 std::optional<std::string> GuestInstance::restore(std::span<const std::byte> state) {
   if (!module_->not_persistent.empty()) return module_->not_persistent;
   if (!bind_globals()) return std::string("the instance lacks its globals' exports");
+  if (!bind_tables()) return std::string("the instance lacks its tables' exports");
   Reader in{state};
   if (in.get(4) != snapshot_magic) return std::string("not a snapshot of a WebAssembly room");
-  if (const auto version = in.get(4); version != snapshot_version)
-    return fmt::format("a snapshot of format {}, not {}", version, snapshot_version);
+  const auto version = in.get(4);
+  if (version < 1 || version > snapshot_version)
+    return fmt::format("a snapshot of format {}, not 1 to {}", version, snapshot_version);
   const std::uint64_t size = in.get(8);
   const auto block_ptr = static_cast<std::uint32_t>(in.get(4));
   const auto block_size = static_cast<std::uint32_t>(in.get(4));
@@ -246,6 +311,40 @@ std::optional<std::string> GuestInstance::restore(std::span<const std::byte> sta
     if (!in.ok) return std::string("a truncated snapshot");
     if (wasmtime_error_t* error = wasmtime_global_set(context_, &global, &value))
       return "a global does not take the snapshot's value: " + take_message(error);
+  }
+  const std::uint64_t table_count = version >= 2 ? in.get(4) : 0;
+  if (!in.ok) return std::string("a truncated snapshot");
+  if (table_count != tables_.size())
+    return fmt::format("the snapshot has {} tables, the module {} that change", table_count, tables_.size());
+  for (const wasmtime_table_t& table : tables_) {
+    const std::uint64_t entries = in.get(4);
+    const std::uint64_t now = wasmtime_table_size(context_, &table);
+    if (!in.ok || entries > max_snapshot_table || in.in.size() < 4 * entries)
+      return std::string("a truncated or corrupt snapshot");
+    if (entries < now)
+      return fmt::format("a table of {} entries cannot follow the module's initial {}", entries, now);
+    wasmtime_val_t null{};
+    null.kind = WASMTIME_FUNCREF;
+    wasmtime_funcref_set_null(&null.of.funcref);
+    if (entries > now) {
+      std::uint64_t previous = 0;
+      if (wasmtime_error_t* error = wasmtime_table_grow(context_, &table, entries - now, &null, &previous))
+        return "a table cannot grow to the snapshot's " + std::to_string(entries) + " entries: " + take_message(error);
+    }
+    for (std::uint64_t i = 0; i < entries; ++i) {
+      const std::uint64_t entry = in.get(4);
+      wasmtime_val_t value = null;
+      if (entry != 0) {
+        const auto index = static_cast<std::uint32_t>(entry - 1);
+        auto it = std::lower_bound(func_by_index_.begin(), func_by_index_.end(), index,
+                                   [](const auto& a, std::uint32_t b) { return a.first < b; });
+        if (it == func_by_index_.end() || it->first != index)
+          return fmt::format("the snapshot's table holds function {}, which this module's tables cannot", index);
+        value.of.funcref = it->second;
+      }
+      if (wasmtime_error_t* error = wasmtime_table_set(context_, &table, i, &value))
+        return "a table does not take the snapshot's entry: " + take_message(error);
+    }
   }
   const std::uint64_t page_size = in.get(4);
   const std::uint64_t kept = in.get(4);

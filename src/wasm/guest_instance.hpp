@@ -93,9 +93,18 @@ class GuestInstance {
   wasmtime_context_t* context_ = nullptr;
   wasmtime_instance_t instance_{};
   std::vector<wasmtime_global_t> globals_;  ///< the exported mutable globals, once a snapshot needs them
+  /// The tables a snapshot holds (Module::Impl::tables), once a snapshot needs them.
+  std::vector<wasmtime_table_t> tables_;
+  /// The functions those tables may hold, by their raw funcref (sorted) and by their index in
+  /// the module's function space (sorted).
+  std::vector<std::pair<void*, std::uint32_t>> func_index_;
+  std::vector<std::pair<std::uint32_t, wasmtime_func_t>> func_by_index_;
+  bool tables_bound_ = false;
 
   /// Finds the mutable globals' exports; false when one is missing.
   bool bind_globals();
+  /// Finds the tables' and their functions' exports; false when one is missing.
+  bool bind_tables();
 };
 
 template <class Body>

@@ -35,6 +35,8 @@ struct stateroom_module_globals_t {
   std::uint32_t count;
   std::uint32_t unsupported;
   std::uint32_t imported_mutable;
+  std::uint32_t tables;
+  std::uint32_t unsupported_tables;
   bool tables_change;
 };
 extern "C" wasmtime_error_t* stateroom_export_globals(const std::uint8_t* wasm, std::size_t len,
@@ -57,8 +59,11 @@ std::string_view export_globals(std::string_view wasm, std::string& rewritten, M
   }
   rewritten = detail::take(out);
   impl.globals = info.count;
-  if (info.tables_change) {
-    impl.not_persistent = "its code changes its tables at run time, and a snapshot does not hold tables";
+  impl.tables = info.tables;
+  if (info.unsupported_tables) {
+    impl.not_persistent = fmt::format("its code changes its tables at run time, and {} of them are imported or hold "
+                                      "references other than funcref",
+                                      info.unsupported_tables);
   } else if (info.unsupported) {
     impl.not_persistent = fmt::format("{} of its mutable globals are references or vectors", info.unsupported);
   } else if (info.imported_mutable) {

@@ -24,6 +24,10 @@ struct Module::Impl {
   /// Its mutable globals, exported as `stateroom:global:0` to `globals - 1` (see
   /// third_party/wasmtime/src/globals.rs) for snapshots.
   std::uint32_t globals = 0;
+  /// Its tables, exported as `stateroom:table:0` to `tables - 1` with the functions they may hold
+  /// as `stateroom:func:<index>`, when its code changes them (0 otherwise: element segments make
+  /// them again in every instance).
+  std::uint32_t tables = 0;
   /// Why its rooms cannot be kept in snapshots; empty when they can.
   std::string not_persistent;
   detail::ModuleHandle module;

@@ -123,6 +123,36 @@ TEST_F(PersistenceTest, AWasmRoomComesBackWithItsGrownMemoryAndHiddenGlobals) {
   EXPECT_EQ(hidden_state(*fresh), std::string("\x00\x00", 2)) << "a room without a snapshot starts afresh";
 }
 
+// A module whose code grows and sets its table: the table comes back, each entry the same
+// function (or null), and the room goes on changing it.
+TEST_F(PersistenceTest, ATableTheCodeChangesComesBackWithItsFunctions) {
+  const std::string tables_path = std::string(STATEROOM_TEST_WASM_DIR) + "/tables.wat";
+  auto entries = [](WsClient& c) {
+    c.send_text("!R");
+    auto r = c.read();
+    return r && r->kind == Received::Kind::binary ? r->data : std::string("no answer");
+  };
+  auto module = load(tables_path);
+  EXPECT_EQ(module->persistence_problem(), "");
+  {
+    TestServer server(module, options());
+    auto c = connect(server, "/ws/t");
+    ASSERT_TRUE(c);
+    EXPECT_EQ(entries(*c), std::string("\x00", 1)) << "one null entry to begin with";
+    for (const char* command : {"!1", "!2", "!1", "!Z"}) expect_echo(*c, command);
+    EXPECT_EQ(entries(*c), "\x02\x01\x02\x01");
+    c->close();
+  }
+  LogCapture log;
+  TestServer server(module, options());
+  auto c = connect(server, "/ws/t");
+  ASSERT_TRUE(c);
+  EXPECT_EQ(entries(*c), "\x02\x01\x02\x01") << "the grown and set table, restored";
+  EXPECT_TRUE(log.contains("room 't' restored from its snapshot"));
+  expect_echo(*c, "!2");
+  EXPECT_EQ(entries(*c), "\x02\x01\x02\x01\x02");
+}
+
 // A periodic snapshot is taken between events only: while the guest is in a call (here one that
 // never ends, paused every millisecond) nothing is saved, and its room's failure forgets it.
 TEST_F(PersistenceTest, ARoomIsNeverSnapshottedMidCall) {

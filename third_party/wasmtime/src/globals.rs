@@ -1,17 +1,29 @@
 //! What a room snapshot needs of a module that the module does not export: its mutable globals
-//! (clang's and rustc's `__stack_pointer`, an allocator's state). The module is rewritten once, at
-//! load time, so that each mutable global it defines is also exported under a reserved name
-//! (`stateroom:global:<k>`, k counting them in index order; no toolchain emits a name with a
-//! colon), which is Wizer's approach. The code and every other section are left byte for byte:
-//! only the export section's count and its new entries change.
+//! (clang's and rustc's `__stack_pointer`, an allocator's state) and, when its code changes its
+//! tables, those tables and the functions they may hold. The module is rewritten once, at load
+//! time, so that each of them is also exported under a reserved name (no toolchain emits a name
+//! with a colon), which is Wizer's approach:
+//! - `stateroom:global:<k>`: the mutable globals it defines, k counting them in index order;
+//! - `stateroom:table:<k>`: the tables it defines, k counting them in index order (only when the
+//!   code can change a table: otherwise its tables are what its element segments make them);
+//! - `stateroom:func:<index>`: each function a table may hold (named by an element segment or a
+//!   `ref.func`), under its index in the module's function space, so that a table entry can be
+//!   saved as that index and put back.
+//!
+//! The code and every other section are left byte for byte: only the export section's count and
+//! its new entries change.
 
+use std::collections::BTreeSet;
 use std::ops::Range;
 
-use wasmparser::{Operator, Parser, Payload, TypeRef, ValType};
+use wasmparser::{ElementItems, Operator, OperatorsReader, Parser, Payload, TypeRef, ValType};
 use wasmtime_c_api::{wasm_byte_vec_t, wasmtime_error_t};
 
-/// The prefix of the added exports' names.
-pub const PREFIX: &str = "stateroom:global:";
+/// The prefix of the added exports' names (globals; tables and functions have their own).
+pub const PREFIX: &str = "stateroom:";
+const GLOBAL_PREFIX: &str = "stateroom:global:";
+const TABLE_PREFIX: &str = "stateroom:table:";
+const FUNC_PREFIX: &str = "stateroom:func:";
 
 /// What the rewrite found.
 #[repr(C)]
@@ -23,9 +35,24 @@ pub struct stateroom_module_globals_t {
     pub unsupported: u32,
     /// Mutable globals the module imports (their values live outside it).
     pub imported_mutable: u32,
-    /// Whether the code can change a table (table.set, .grow, .fill, .copy, .init, elem.drop):
-    /// its tables are then state too, which a snapshot does not hold.
+    /// Tables now exported as `stateroom:table:0` to `tables - 1` (when `tables_change`).
+    pub tables: u32,
+    /// Tables a snapshot cannot hold although the code changes them: imported ones (their
+    /// contents live outside the module) and those of references other than `funcref`.
+    pub unsupported_tables: u32,
+    /// Whether the code can change a table (table.set, .grow, .fill, .copy, .init): its tables are
+    /// then state too, exported with the functions they may hold.
     pub tables_change: bool,
+}
+
+/// Adds the functions `ref.func` names in `ops` to `funcs`.
+fn note_ref_funcs(mut ops: OperatorsReader<'_>, funcs: &mut BTreeSet<u32>) -> Result<(), String> {
+    while !ops.eof() {
+        if let Operator::RefFunc { function_index } = ops.read().map_err(|e| e.to_string())? {
+            funcs.insert(function_index);
+        }
+    }
+    Ok(())
 }
 
 fn read_leb(bytes: &[u8], at: usize) -> Option<(u32, usize)> {
@@ -65,24 +92,58 @@ fn section_start(bytes: &[u8], contents: &Range<usize>) -> Option<usize> {
 pub fn rewrite(bytes: &[u8]) -> Result<(Vec<u8>, stateroom_module_globals_t), String> {
     let mut info = stateroom_module_globals_t::default();
     let mut imported_globals = 0u32;
+    let mut imported_tables = 0u32;
     let mut mutable: Vec<u32> = Vec::new();
+    let mut tables: Vec<(u32, bool)> = Vec::new(); // index, of funcref
+    let mut funcs: BTreeSet<u32> = BTreeSet::new(); // the functions a table may hold
     let mut exports: Option<(Range<usize>, u32)> = None;
     let mut names: Vec<String> = Vec::new();
     for payload in Parser::new(0).parse_all(bytes) {
         match payload.map_err(|e| e.to_string())? {
             Payload::ImportSection(reader) => {
                 for import in reader.into_imports() {
-                    if let TypeRef::Global(ty) = import.map_err(|e| e.to_string())?.ty {
-                        imported_globals += 1;
-                        if ty.mutable {
-                            info.imported_mutable += 1;
+                    match import.map_err(|e| e.to_string())?.ty {
+                        TypeRef::Global(ty) => {
+                            imported_globals += 1;
+                            if ty.mutable {
+                                info.imported_mutable += 1;
+                            }
+                        }
+                        TypeRef::Table(_) => imported_tables += 1,
+                        _ => {}
+                    }
+                }
+            }
+            Payload::TableSection(reader) => {
+                for (i, table) in reader.into_iter().enumerate() {
+                    let table = table.map_err(|e| e.to_string())?;
+                    tables.push((imported_tables + i as u32, table.ty.element_type.is_func_ref()));
+                    if let wasmparser::TableInit::Expr(expr) = table.init {
+                        note_ref_funcs(expr.get_operators_reader(), &mut funcs)?;
+                    }
+                }
+            }
+            Payload::ElementSection(reader) => {
+                for element in reader {
+                    match element.map_err(|e| e.to_string())?.items {
+                        ElementItems::Functions(indices) => {
+                            for index in indices {
+                                funcs.insert(index.map_err(|e| e.to_string())?);
+                            }
+                        }
+                        ElementItems::Expressions(_, exprs) => {
+                            for expr in exprs {
+                                note_ref_funcs(expr.map_err(|e| e.to_string())?.get_operators_reader(), &mut funcs)?;
+                            }
                         }
                     }
                 }
             }
             Payload::GlobalSection(reader) => {
                 for (i, global) in reader.into_iter().enumerate() {
-                    let ty = global.map_err(|e| e.to_string())?.ty;
+                    let global = global.map_err(|e| e.to_string())?;
+                    note_ref_funcs(global.init_expr.get_operators_reader(), &mut funcs)?;
+                    let ty = global.ty;
                     if !ty.mutable {
                         continue;
                     }
@@ -108,8 +169,10 @@ pub fn rewrite(bytes: &[u8]) -> Result<(Vec<u8>, stateroom_module_globals_t), St
                         | Operator::TableGrow { .. }
                         | Operator::TableFill { .. }
                         | Operator::TableCopy { .. }
-                        | Operator::TableInit { .. }
-                        | Operator::ElemDrop { .. } => info.tables_change = true,
+                        | Operator::TableInit { .. } => info.tables_change = true,
+                        Operator::RefFunc { function_index } => {
+                            funcs.insert(function_index);
+                        }
                         _ => {}
                     }
                 }
@@ -128,17 +191,33 @@ pub fn rewrite(bytes: &[u8]) -> Result<(Vec<u8>, stateroom_module_globals_t), St
     };
     let start = section_start(bytes, &contents).ok_or("a malformed export section")?;
     let (_, count_len) = read_leb(bytes, contents.start).ok_or("a malformed export count")?;
-    let added = u32::try_from(mutable.len()).map_err(|_| "too many globals")?;
-    info.count = added;
+    info.count = u32::try_from(mutable.len()).map_err(|_| "too many globals")?;
+    // (name, kind, index) of every export to add.
+    let mut added: Vec<(String, u8, u32)> = Vec::new();
+    for (k, index) in mutable.iter().enumerate() {
+        added.push((format!("{GLOBAL_PREFIX}{k}"), 0x03, *index));
+    }
+    if info.tables_change {
+        info.unsupported_tables = imported_tables + tables.iter().filter(|(_, funcref)| !funcref).count() as u32;
+        if info.unsupported_tables == 0 {
+            for (k, (index, _)) in tables.iter().enumerate() {
+                added.push((format!("{TABLE_PREFIX}{k}"), 0x01, *index));
+            }
+            for index in &funcs {
+                added.push((format!("{FUNC_PREFIX}{index}"), 0x00, *index));
+            }
+            info.tables = tables.len() as u32;
+        }
+    }
+    let added_count = u32::try_from(added.len()).map_err(|_| "too many exports")?;
 
     let mut section = Vec::new();
-    write_leb(&mut section, count.checked_add(added).ok_or("too many exports")?);
+    write_leb(&mut section, count.checked_add(added_count).ok_or("too many exports")?);
     section.extend_from_slice(&bytes[contents.start + count_len..contents.end]);
-    for (k, index) in mutable.iter().enumerate() {
-        let name = format!("{PREFIX}{k}");
+    for (name, kind, index) in &added {
         write_leb(&mut section, name.len() as u32);
         section.extend_from_slice(name.as_bytes());
-        section.push(0x03); // a global
+        section.push(*kind);
         write_leb(&mut section, *index);
     }
     let mut out = Vec::with_capacity(bytes.len() + section.len() + 16);

@@ -134,16 +134,25 @@ bool all_zero(const std::uint8_t* page) {
 
 }  // namespace
 
+std::optional<wasmtime_extern_t> GuestInstance::reserved_export(std::string_view kind, std::uint32_t k,
+                                                                wasmtime_extern_kind_t type) {
+  const std::string name = fmt::format("stateroom:{}:{}", kind, k);
+  wasmtime_extern_t item;
+  if (!wasmtime_instance_export_get(context_, &instance_, name.data(), name.size(), &item)) return std::nullopt;
+  if (item.kind != type) {
+    wasmtime_extern_delete(&item);
+    return std::nullopt;
+  }
+  return item;
+}
+
 bool GuestInstance::bind_globals() {
   if (globals_.size() == module_->globals) return true;
   globals_.clear();
   for (std::uint32_t k = 0; k < module_->globals; ++k) {
-    const std::string name = fmt::format("stateroom:global:{}", k);
-    wasmtime_extern_t item;
-    if (!wasmtime_instance_export_get(context_, &instance_, name.data(), name.size(), &item) ||
-        item.kind != WASMTIME_EXTERN_GLOBAL)
-      return false;
-    globals_.push_back(item.of.global);
+    auto item = reserved_export("global", k, WASMTIME_EXTERN_GLOBAL);
+    if (!item) return false;
+    globals_.push_back(item->of.global);
   }
   return true;
 }
@@ -152,12 +161,9 @@ bool GuestInstance::bind_tables() {
   if (tables_bound_) return true;
   tables_.clear();
   for (std::uint32_t k = 0; k < module_->tables; ++k) {
-    const std::string name = fmt::format("stateroom:table:{}", k);
-    wasmtime_extern_t item;
-    if (!wasmtime_instance_export_get(context_, &instance_, name.data(), name.size(), &item) ||
-        item.kind != WASMTIME_EXTERN_TABLE)
-      return false;
-    tables_.push_back(item.of.table);
+    auto item = reserved_export("table", k, WASMTIME_EXTERN_TABLE);
+    if (!item) return false;
+    tables_.push_back(item->of.table);
   }
   func_index_.clear();
   func_by_index_.clear();

@@ -101,6 +101,9 @@ class GuestInstance {
   std::vector<std::pair<std::uint32_t, wasmtime_func_t>> func_by_index_;
   bool tables_bound_ = false;
 
+  /// The export `stateroom:<kind>:<k>` the load-time rewrite added, if it is there and a `type`.
+  std::optional<wasmtime_extern_t> reserved_export(std::string_view kind, std::uint32_t k,
+                                                   wasmtime_extern_kind_t type);
   /// Finds the mutable globals' exports; false when one is missing.
   bool bind_globals();
   /// Finds the tables' and their functions' exports; false when one is missing.

@@ -11,14 +11,13 @@ after the room hibernates (--room-grace immediate). Exits non-zero on any failur
 """
 import asyncio
 import os
-import signal
 import sys
 import tempfile
 import time
 
 import websockets
 
-from harness import Server, check
+from harness import Cases, check, start_with_state, stop
 
 TIMEOUT = 5
 KEPT = 50  # the lines chat shows a newcomer
@@ -58,42 +57,24 @@ async def newcomer(base, room):
         return await history(ws)
 
 
-def start(command, state, *extra):
-    server = Server(command + ["--state-dir", state, *extra])
-    check(server.port is not None, "the server did not start:\n" + "".join(server.startup[-30:]))
-    return server, f"ws://127.0.0.1:{server.port}"
 
 
-def stop(server):
-    server.proc.send_signal(signal.SIGTERM)
-    code = server.proc.wait(timeout=20)
-    check(code == 0, f"the server exited with {code} on SIGTERM:\n" + "".join(server.output[-30:]))
-    return "".join(server.startup + server.output)
 
 
 def main(command):
-    failures = 0
-
-    def case(name, body):
-        nonlocal failures
-        try:
-            body()
-            print(f"ok: {name}")
-        except Exception as e:  # noqa: BLE001 - report every failure and go on
-            failures += 1
-            print(f"FAILED: {name}: {e!r}")
+    case = Cases()
 
     said = [f"line {i}" for i in range(60)]
     expected = [f"ann: {line}" for line in said[-KEPT:]]
     with tempfile.TemporaryDirectory(prefix="stateroom-chat-") as state:
         def restart():
-            server, base = start(command, state)
+            server, base = start_with_state(command, state)
             try:
                 asyncio.run(say(base, "lobby", "ann", said))
             finally:
                 stop(server)
             check(os.listdir(state) == ["r-lobby.snapshot"], f"the state directory holds {os.listdir(state)}")
-            server, base = start(command, state)
+            server, base = start_with_state(command, state)
             try:
                 got = asyncio.run(newcomer(base, "lobby"))
                 check(got == expected, f"after a restart a newcomer got {len(got)} lines: {got[:2]} ... {got[-2:]}")
@@ -102,7 +83,7 @@ def main(command):
             check("room 'lobby' restored from its snapshot" in log, "the log says the room was restored")
 
         def hibernate():
-            server, base = start(command, state, "--room-grace", "immediate")
+            server, base = start_with_state(command, state, "--room-grace", "immediate")
             try:
                 asyncio.run(say(base, "quiet", "ann", said[:3]))
                 deadline = time.monotonic() + 5
@@ -116,8 +97,7 @@ def main(command):
 
         case("a restart keeps the room's history", restart)
         case("a hibernated room wakes with its history", hibernate)
-    print(f"{2 - failures} passed, {failures} failed")
-    return 1 if failures else 0
+    return case.exit_code()
 
 
 if __name__ == "__main__":

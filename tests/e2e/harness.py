@@ -1,7 +1,9 @@
 """What the end-to-end tests share: an assertion that holds under `python -O`, a server started on a
-free port with its output kept, and a run of named checks that reports every failure."""
+free port with its output kept (with a state directory, and stopped by a signal), and runs of named
+checks that report every failure."""
 import asyncio
 import re
+import signal
 import subprocess
 import threading
 
@@ -28,7 +30,8 @@ class Server:
                 break
         # Keep reading what the server prints, so that a chatty server never blocks on a full pipe.
         self.output = []
-        threading.Thread(target=lambda: self.output.extend(self.proc.stdout), daemon=True).start()
+        self.reader = threading.Thread(target=lambda: self.output.extend(self.proc.stdout), daemon=True)
+        self.reader.start()
 
 
 def run(server, tests):
@@ -57,3 +60,41 @@ def run(server, tests):
         print("server output:\n" + "".join(server.output[-50:]))
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
+
+
+def start_with_state(command, state, *extra):
+    """`command` serving with --state-dir `state` (and `extra`); the server and its ws:// base URL."""
+    server = Server(command + ["--state-dir", state, *extra])
+    check(server.port is not None, "the server did not start:\n" + "".join(server.startup[-30:]))
+    return server, f"ws://127.0.0.1:{server.port}"
+
+
+def stop(server, sig=signal.SIGTERM):
+    """Sends `sig` and waits for the server to exit (with 0, after SIGTERM); everything it printed."""
+    server.proc.send_signal(sig)
+    code = server.proc.wait(timeout=20)
+    server.reader.join(timeout=5)  # what it printed last
+    if sig == signal.SIGTERM:
+        check(code == 0, f"the server exited with {code} on SIGTERM:\n" + "".join(server.output[-30:]))
+    return "".join(server.startup + server.output)
+
+
+class Cases:
+    """Named synchronous checks, run in turn, each failure reported and the rest run all the same."""
+
+    def __init__(self):
+        self.passed = self.failed = 0
+
+    def __call__(self, name, body):
+        try:
+            body()
+            self.passed += 1
+            print(f"ok: {name}")
+        except Exception as e:  # noqa: BLE001 - report every failure and go on
+            self.failed += 1
+            print(f"FAILED: {name}: {e!r}")
+
+    def exit_code(self):
+        """Prints the tally; 1 when anything failed."""
+        print(f"{self.passed} passed, {self.failed} failed")
+        return 1 if self.failed else 0

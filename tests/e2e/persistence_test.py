@@ -19,7 +19,7 @@ import time
 
 import websockets
 
-from harness import Server, check
+from harness import Cases, check, start_with_state, stop
 
 TIMEOUT = 5
 
@@ -36,35 +36,16 @@ async def increment(base, room, times):
         return value
 
 
-def start(command, state, *extra):
-    server = Server(command + ["--state-dir", state, *extra])
-    check(server.port is not None, "the server did not start:\n" + "".join(server.startup[-30:]))
-    return server, f"ws://127.0.0.1:{server.port}"
 
 
-def stop(server, sig=signal.SIGTERM):
-    server.proc.send_signal(sig)
-    code = server.proc.wait(timeout=20)
-    if sig == signal.SIGTERM:
-        check(code == 0, f"the server exited with {code} on SIGTERM:\n" + "".join(server.output[-30:]))
-    return "".join(server.startup + server.output)
 
 
 def main(command):
-    failures = 0
-
-    def case(name, body):
-        nonlocal failures
-        try:
-            body()
-            print(f"ok: {name}")
-        except Exception as e:  # noqa: BLE001 - report every failure and go on
-            failures += 1
-            print(f"FAILED: {name}: {e!r}")
+    case = Cases()
 
     with tempfile.TemporaryDirectory(prefix="stateroom-state-") as state:
         def restart():
-            server, base = start(command, state)
+            server, base = start_with_state(command, state)
             try:
                 check(asyncio.run(increment(base, "game", 3)) == 3, "counting to 3")
                 check(asyncio.run(increment(base, "other%20room", 1)) == 1, "another room")
@@ -72,7 +53,7 @@ def main(command):
                 log = stop(server)
             files = sorted(os.listdir(state))
             check(files == ["r-game.snapshot", "r-other%20room.snapshot"], f"the state directory holds {files}")
-            server, base = start(command, state)
+            server, base = start_with_state(command, state)
             try:
                 check(asyncio.run(increment(base, "game", 1)) == 4, "the count goes on from 3 after a restart")
                 check(asyncio.run(increment(base, "other%20room", 1)) == 2, "the other room goes on from 1")
@@ -82,7 +63,7 @@ def main(command):
             check("room 'game' restored from its snapshot" in log, "the log says the room was restored")
 
         def hibernate():
-            server, base = start(command, state, "--room-grace", "immediate")
+            server, base = start_with_state(command, state, "--room-grace", "immediate")
             try:
                 check(asyncio.run(increment(base, "sleepy", 2)) == 2, "counting to 2")
                 # The room ends once its client has gone (grace: immediate): a snapshot, no service.
@@ -95,13 +76,13 @@ def main(command):
                 stop(server)
 
         def killed():
-            server, base = start(command, state, "--snapshot-interval", "200ms")
+            server, base = start_with_state(command, state, "--snapshot-interval", "200ms")
             try:
                 check(asyncio.run(increment(base, "crash", 5)) == 5, "counting to 5")
                 time.sleep(0.6)  # a periodic snapshot or two
             finally:
                 stop(server, signal.SIGKILL)
-            server, base = start(command, state)
+            server, base = start_with_state(command, state)
             try:
                 check(asyncio.run(increment(base, "crash", 1)) == 6, "the last periodic snapshot survives SIGKILL")
             finally:
@@ -110,8 +91,7 @@ def main(command):
         case("a restart keeps every room's state", restart)
         case("a hibernated room wakes with its state", hibernate)
         case("SIGKILL loses at most the last snapshot interval", killed)
-    print(f"{3 - failures} passed, {failures} failed")
-    return 1 if failures else 0
+    return case.exit_code()
 
 
 if __name__ == "__main__":

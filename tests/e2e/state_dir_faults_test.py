@@ -21,7 +21,7 @@ import time
 
 import websockets
 
-from harness import Server, check
+from harness import Cases, check, start_with_state, stop
 
 TIMEOUT = 5
 SKIPPED = 77
@@ -48,9 +48,7 @@ def wait_for_log(server, text, timeout=5):
 
 
 def run_against(command, state, expected_error):
-    server = Server(command + ["--state-dir", state, "--room-grace", "immediate"])
-    check(server.port is not None, "the server did not start:\n" + "".join(server.startup[-30:]))
-    base = f"ws://127.0.0.1:{server.port}"
+    server, base = start_with_state(command, state, "--room-grace", "immediate")
     try:
         check(asyncio.run(increment(base, "a", 3)) == 3, "counting to 3")
         check(wait_for_log(server, expected_error),
@@ -58,26 +56,14 @@ def run_against(command, state, expected_error):
         check(asyncio.run(increment(base, "b", 1)) == 1, "another room, after the failed write")
         check(asyncio.run(increment(base, "a", 1)) == 4, "the hibernated room wakes from the state kept in memory")
     finally:
-        server.proc.terminate()
-        code = server.proc.wait(timeout=20)
-    check(code == 0, f"the server exited with {code} on SIGTERM:\n" + "".join(server.output[-20:]))
-    log = "".join(server.startup + server.output)
+        log = stop(server)
     check("the state of 2 room(s) could not be written" in log and "is lost: 'a', 'b'" in log,
           "the log does not name the rooms whose state is lost at exit:\n" + "".join(server.output[-20:]))
     return log
 
 
 def inside(command):
-    failures = 0
-
-    def case(name, body):
-        nonlocal failures
-        try:
-            body()
-            print(f"ok: {name}")
-        except Exception as e:  # noqa: BLE001 - report every failure and go on
-            failures += 1
-            print(f"FAILED: {name}: {e!r}")
+    case = Cases()
 
     with tempfile.TemporaryDirectory(prefix="stateroom-faults-") as top:
         read_only, full = os.path.join(top, "ro"), os.path.join(top, "full")
@@ -112,8 +98,7 @@ def inside(command):
         finally:
             for d in mounted:
                 subprocess.run(["umount", d], check=False)
-    print(f"{2 - failures} passed, {failures} failed")
-    return 1 if failures else 0
+    return case.exit_code()
 
 
 def main(argv):

@@ -111,8 +111,8 @@ struct ServerOptions {
   /// make_directory_store). A room is snapshotted when it hibernates (empty past its grace
   /// period: its service is dropped, its snapshot kept, and the next connect brings it back with
   /// `connect`, not `init`), when the server stops, and every `snapshot_interval` while events
-  /// happen in it. Only services that snapshot (Service::snapshot; every WebAssembly module
-  /// whose tables do not change) are kept. Empty: nothing is kept (unless `state_store` is set).
+  /// happen in it. Only services that snapshot (Service::snapshot; every WebAssembly module but
+  /// those Module::persistence_problem names) are kept. Empty: nothing is kept (unless `state_store` is set).
   std::string state_dir{};
   /// A store of your own instead of `state_dir`'s (another process's, a database).
   std::shared_ptr<StateStore> state_store{};
@@ -185,10 +185,11 @@ class Server {
     /// its grace period), so its next connect starts on the new factory.
     keep_until_empty,
     /// Each room moves to the new factory's service between two events, its clients staying
-    /// connected: with its service's state when the new factory takes the old one's snapshot (the
-    /// same ServiceFactory::snapshot_identity, or the same non-empty snapshot_layout: for a
-    /// WebAssembly module, a rebuild that changed only code), else afresh (`init`, then a
-    /// `connect` for each client). What `stateroom dev` does on every rebuild.
+    /// connected: with its service's state when `on_module_change` lets the new factory take the
+    /// old one's snapshot (the same ServiceFactory::snapshot_identity; under `layout` the same
+    /// non-empty snapshot_layout, for a WebAssembly module a rebuild that changed only code;
+    /// under `keep` any), else afresh (`init`, then a `connect` for each client). What
+    /// `stateroom dev` does on every rebuild, under `layout`.
     carry_over,
   };
   /// Builds rooms created from now on with `factory`, and treats the running ones as `running`

@@ -205,9 +205,9 @@ const Spec specs[] = {
      "(0: only when it hibernates and when the server stops)",
      false, [](Targets& t, const std::string& v) { t.server->snapshot_interval = duration(v); }},
     {{"--on-module-change", "on_module_change", ValueKind::text}, "--on-module-change", "fresh",
-     "A snapshot made by another build of the service: fresh starts its room afresh, layout restores it when "
-     "the build has the same data layout (its code alone changed; the default of stateroom dev), keep restores "
-     "it anyway",
+     "A snapshot made by another build of the service (and in stateroom dev a room moving to a new build): "
+     "fresh starts the room afresh, layout restores its state when the build has the same data layout (its "
+     "code alone changed; the default of stateroom dev), keep restores it anyway",
      false, [](Targets& t, const std::string& v) {
        if (v == "fresh") {
          t.server->on_module_change = ServerOptions::OnModuleChange::fresh;

@@ -191,6 +191,9 @@ LoadedBuild build_and_load(const cli::Project& project, const cli::GuestSdk& sdk
     std::error_code ec;
     spdlog::info("built {} in {} ({})", built.module.filename().string(), seconds(built.took),
                  stateroom::detail::format_bytes(fs::file_size(built.module, ec)));
+    if (!module->persistence_problem().empty())
+      spdlog::warn("{}: its rooms cannot keep their state across rebuilds or hibernation: {}",
+                   built.module.filename().string(), module->persistence_problem());
     return {std::move(module), built.module};
   } catch (const wasm::LoadError& e) {
     spdlog::error("the build of {} cannot be served: {}", project.target_name(), e.what());

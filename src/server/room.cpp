@@ -443,11 +443,12 @@ constexpr auto put = ::stateroom::detail::put_le<std::vector<std::byte>>;
 
 }  // namespace
 
-std::vector<std::byte> Room::snapshot() {
-  std::vector<std::byte> service = service_->snapshot();
+std::vector<std::byte> Room::snapshot() { return wrap_snapshot(service_->snapshot(), *made_by_->factory); }
+
+std::vector<std::byte> Room::wrap_snapshot(std::vector<std::byte> service, const ServiceFactory& by) const {
   if (service.empty()) return service;
-  const std::string identity = made_by_->factory->snapshot_identity();
-  const std::string layout = made_by_->factory->snapshot_layout();
+  const std::string identity = by.snapshot_identity();
+  const std::string layout = by.snapshot_layout();
   std::vector<std::byte> out;
   out.reserve(service.size() + identity.size() + layout.size() + 36 + 4 * members_.size());
   put(out, room_snapshot_magic, 4);
@@ -540,23 +541,37 @@ bool Room::takes_snapshot_of(std::string_view identity, std::string_view layout,
 bool Room::carry_over() {
   if (!alive() || busy() || !outdated()) return !alive() || !outdated();
   const auto factory = worker_.shared.factory.load();
+  const auto old = made_by_;
   std::vector<std::byte> state = service_->snapshot();
-  const std::string identity = made_by_->factory->snapshot_identity();
-  const std::string layout = made_by_->factory->snapshot_layout();
+  const std::string identity = old->factory->snapshot_identity();
+  const std::string layout = old->factory->snapshot_layout();
+  using Mode = ServerOptions::OnModuleChange;
+  const Mode mode = worker_.shared.options.on_module_change;
   const bool same = identity == factory->factory->snapshot_identity();
   const bool same_layout = !layout.empty() && layout == factory->factory->snapshot_layout();
-  const char* why_afresh = state.empty()                ? "its service keeps no state"
-                           : !(same || same_layout)     ? "the new build has another data layout"
-                                                        : nullptr;
+  const char* why_afresh = nullptr;
+  if (state.empty()) {
+    why_afresh = "its service keeps no state (or cannot be snapshotted: the log said why when it was loaded)";
+  } else if (!same && mode == Mode::fresh) {
+    why_afresh = "the new build is another module (--on-module-change fresh)";
+  } else if (!same && mode == Mode::layout && !same_layout) {
+    why_afresh = layout.empty() ? "the new build is another service" : "the new build has another data layout";
+  }
   // The old service goes first: its instance and memory are given back before the new one is made.
   service_.reset();
   generation_ = factory->generation;
   made_by_ = factory;
   changed_ = true;
-  if (!make_service(*factory->factory)) {
+  // A new service that cannot start leaves the old one's state in the store, for the next try.
+  auto give_up = [&] {
+    if (worker_.shared.store && !state.empty()) {
+      worker_.shared.store->save(id_, wrap_snapshot(std::move(state), *old->factory));
+      stored_ = true;
+    }
     end(unavailable_ ? EndReason::unavailable : EndReason::failed, *failure_);
     return true;
-  }
+  };
+  if (!make_service(*factory->factory)) return give_up();
   if (!why_afresh) {
     running_ = true;
     bool restored = false;
@@ -575,14 +590,15 @@ bool Room::carry_over() {
     if (restored) {
       spdlog::info("room '{}' moved to the new service with its state ({} client(s) stay connected)", id_,
                    members_.size());
+      if (!queue_.empty()) {  // what came in meanwhile (a member leaving, say)
+        running_ = true;
+        run_queue(true);
+      }
       return true;
     }
     why_afresh = "its new service did not take the old one's state";
     service_.reset();
-    if (!make_service(*factory->factory)) {
-      end(unavailable_ ? EndReason::unavailable : EndReason::failed, *failure_);
-      return true;
-    }
+    if (!make_service(*factory->factory)) return give_up();
   }
   spdlog::info("room '{}' starts afresh on the new service: {} ({} client(s) stay connected and join it anew)", id_,
                why_afresh, members_.size());

@@ -58,10 +58,11 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   /// Returns whether it ended.
   bool end_if_replaced();
   /// Moves an outdated room to the current factory's service now, between two events, its
-  /// members staying: with its service's state when the new factory takes the old one's snapshot
-  /// (the same snapshot_identity, or the same non-empty snapshot_layout), else afresh (`init`,
-  /// then a `connect` for each member). False while a handler is running or paused (try again
-  /// later); true once done, or when there is nothing to do.
+  /// members staying: with its service's state when ServerOptions::on_module_change lets the new
+  /// factory take the old one's snapshot (the same snapshot_identity; under `layout` the same
+  /// non-empty snapshot_layout; under `keep` any), else afresh (`init`, then a `connect` for each
+  /// member). False while a handler is running or paused (try again later); true once done, or
+  /// when there is nothing to do.
   bool carry_over();
 
   /// Adds `client` as a new member and delivers `connect`. Returns its id, or nothing when the
@@ -150,6 +151,8 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   /// The room's snapshot: its own part (next client id, the timer, its members) and its
   /// service's. Empty when the service keeps nothing.
   std::vector<std::byte> snapshot();
+  /// A room snapshot around `service` (a service's snapshot) made by `by`; empty when it is.
+  std::vector<std::byte> wrap_snapshot(std::vector<std::byte> service, const ServiceFactory& by) const;
   /// Brings the room back from `saved` (a snapshot()) instead of `init`; false when it starts
   /// afresh instead (said in the log), with a new service when the old one may have taken part
   /// of it.

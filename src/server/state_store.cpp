@@ -23,6 +23,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <tuple>
 
 namespace stateroom {
 
@@ -162,18 +163,23 @@ class DirectoryStore final : public StateStore {
     {
       std::lock_guard lock(mutex_);
       stopping_ = true;
-      if (!pending_.empty()) {
-        std::string rooms;
-        for (const auto& [room_id, entry] : pending_) {
-          if (rooms.size() > 200) {
-            rooms += ", ...";
-            break;
-          }
-          rooms += (rooms.empty() ? "'" : ", '") + room_id + "'";
-        }
-        spdlog::error("state directory: the state of {} room(s) could not be written to {} and is lost: {}",
-                      pending_.size(), dir_.string(), rooms);
+      // Saves that never reached the disk are lost; removals that did not happen leave an old
+      // file, which the next start restores.
+      std::size_t lost = 0, stale = 0;
+      std::string lost_rooms, stale_rooms;
+      for (const auto& [room_id, entry] : pending_) {
+        auto&& [count, rooms] = entry.snapshot ? std::tie(lost, lost_rooms) : std::tie(stale, stale_rooms);
+        ++count;
+        if (rooms.size() < 200) rooms += (rooms.empty() ? "'" : ", '") + room_id + "'";
+        else if (!rooms.ends_with("...")) rooms += ", ...";
       }
+      if (lost)
+        spdlog::error("state directory: the state of {} room(s) could not be written to {} and is lost: {}", lost,
+                      dir_.string(), lost_rooms);
+      if (stale)
+        spdlog::error("state directory: the old snapshots of {} room(s) could not be removed from {} and will be "
+                      "restored at the next start: {}",
+                      stale, dir_.string(), stale_rooms);
     }
     wake_.notify_all();
     writer_.join();

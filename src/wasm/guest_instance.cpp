@@ -3,6 +3,7 @@
 #include "../common/little_endian.hpp"
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cstring>
@@ -232,20 +233,30 @@ std::vector<std::byte> GuestInstance::snapshot() {
     put(out, value.kind, 1);
     put(out, bits, 8);
   }
+  // A table a snapshot cannot hold keeps the room out of its store, said once.
+  auto cannot = [&](std::string_view why) {
+    if (!warned_tables_)
+      spdlog::warn("room '{}': its snapshot cannot hold a table: {}; its state is not kept", room_id_, why);
+    warned_tables_ = true;
+    return std::vector<std::byte>();
+  };
   put(out, tables_.size(), 4);
   for (const wasmtime_table_t& table : tables_) {
     const std::uint64_t entries = wasmtime_table_size(context_, &table);
+    if (entries > max_snapshot_table)
+      return cannot(fmt::format("{} entries, more than the {} a snapshot takes", entries, max_snapshot_table));
     put(out, entries, 4);
     for (std::uint64_t i = 0; i < entries; ++i) {
       wasmtime_val_t value;
-      if (!wasmtime_table_get(context_, &table, i, &value) || value.kind != WASMTIME_FUNCREF) return {};
+      if (!wasmtime_table_get(context_, &table, i, &value) || value.kind != WASMTIME_FUNCREF)
+        return cannot("an entry that is not a function reference");
       std::uint64_t entry = 0;  // null
       if (!wasmtime_funcref_is_null(&value.of.funcref)) {
         const std::pair<void*, std::uint32_t> key{wasmtime_func_to_raw(context_, &value.of.funcref), 0};
         auto it = std::lower_bound(func_index_.begin(), func_index_.end(), key,
                                    [](const auto& a, const auto& b) { return a.first < b.first; });
         // A function the rewrite did not find a table could hold: this snapshot cannot name it.
-        if (it == func_index_.end() || it->first != key.first) return {};
+        if (it == func_index_.end() || it->first != key.first) return cannot("a function it cannot name");
         entry = std::uint64_t{it->second} + 1;
       }
       put(out, entry, 4);

@@ -100,6 +100,7 @@ class GuestInstance {
   std::vector<std::pair<void*, std::uint32_t>> func_index_;
   std::vector<std::pair<std::uint32_t, wasmtime_func_t>> func_by_index_;
   bool tables_bound_ = false;
+  bool warned_tables_ = false;  ///< a snapshot could not hold a table, and the log said so
 
   /// The export `stateroom:<kind>:<k>` the load-time rewrite added, if it is there and a `type`.
   std::optional<wasmtime_extern_t> reserved_export(std::string_view kind, std::uint32_t k,

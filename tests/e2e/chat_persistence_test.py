@@ -41,15 +41,14 @@ async def say(base, room, name, lines):
 
 
 async def history(ws):
-    """The welcome, then the lines up to the first message that is not history (none within 0.3 s)."""
+    """The welcome, then the lines up to the newcomer's own rename (which comes after its history)."""
     welcome = await asyncio.wait_for(ws.recv(), TIMEOUT)
     check(welcome.startswith("welcome, "), f"the first message is {welcome!r}")
+    await ws.send("/name newcomer")
     lines = []
-    while True:
-        try:
-            lines.append(await asyncio.wait_for(ws.recv(), 0.3))
-        except asyncio.TimeoutError:
-            return lines
+    while not (line := await asyncio.wait_for(ws.recv(), TIMEOUT)).endswith(" is now newcomer"):
+        lines.append(line)
+    return lines
 
 
 async def newcomer(base, room):

@@ -36,10 +36,6 @@ async def increment(base, room, times):
         return value
 
 
-
-
-
-
 def main(command):
     case = Cases()
 

@@ -85,7 +85,7 @@ def inside(command):
                 os.close(fd)
 
             def on_read_only():
-                log = run_against(command, read_only, "state directory")
+                log = run_against(command, read_only, "state directory: cannot")
                 check("cannot be written" in log and read_only in log,
                       "the log does not say at start that the directory cannot be written")
 

@@ -383,9 +383,16 @@ TEST_F(PersistenceTest, LayoutRestoresTheSnapshotOfABuildWithTheSameDataLayout) 
 
 // replace_factory(carry_over): a running room moves to a rebuild of the same layout between two
 // events, its client still connected and its count going on.
+/// The options of `stateroom dev`: a build of the same data layout takes a room's state.
+ServerOptions layout_options() {
+  ServerOptions o;
+  o.on_module_change = ServerOptions::OnModuleChange::layout;
+  return o;
+}
+
 TEST(CarryOver, ARebuildThatChangedOnlyCodeTakesOverARunningRoomWithItsState) {
   LogCapture log;
-  TestServer server(load(counter_path));
+  TestServer server(load(counter_path), layout_options());
   auto c = connect(server, "/ws/r");
   ASSERT_TRUE(c);
   for (int i = 1; i <= 3; ++i) EXPECT_EQ(increment(*c), "new value: " + std::to_string(i));
@@ -400,11 +407,25 @@ TEST(CarryOver, ARebuildThatChangedOnlyCodeTakesOverARunningRoomWithItsState) {
   EXPECT_EQ(heard->data, "new value: 5") << "the first client hears the second's increment";
 }
 
+// Under `fresh` (the default of `stateroom serve`) another module does not take the state, even of
+// the same layout.
+TEST(CarryOver, UnderFreshAnotherModuleStartsTheRoomAfreshEvenOfTheSameLayout) {
+  LogCapture log;
+  TestServer server(load(counter_path));
+  auto c = connect(server, "/ws/r");
+  ASSERT_TRUE(c);
+  EXPECT_EQ(increment(*c), "new value: 1");
+  server.server().replace_factory(rebuilt_counter(), Server::RunningRooms::carry_over);
+  ASSERT_TRUE(log.wait_for("room 'r' starts afresh on the new service: the new build is another module "
+                           "(--on-module-change fresh)"));
+  EXPECT_EQ(increment(*c), "new value: 1");
+}
+
 // Another layout: the room starts afresh in place, `init` then a `connect` for each client (the
 // echo guest greets it), and its clients stay; and back again.
 TEST(CarryOver, ARebuildOfAnotherLayoutStartsARunningRoomAfreshWithItsClients) {
   LogCapture log;
-  TestServer server(load(counter_path));
+  TestServer server(load(counter_path), layout_options());
   auto c = connect(server, "/ws/r");
   ASSERT_TRUE(c);
   EXPECT_EQ(increment(*c), "new value: 1");
@@ -441,20 +462,24 @@ TEST(CarryOver, AServiceThatKeepsNothingStartsAfreshAndABusyRoomMovesWhenItsHand
     EXPECT_EQ(after->data, "1");
   }
   LogCapture log;
-  TestServer server(load(hostile_path));
+  TestServer server(load(hostile_path), layout_options());
   auto c = connect(server, "/ws/h");
   ASSERT_TRUE(c);
   expect_echo(*c, "!N");
   expect_echo(*c, "!N");
   constexpr int n = 10;
   for (int i = 0; i < n; ++i) c->send_text("!S" + std::to_string(i));  // each computes long enough to pause
+  auto first = c->read(10s);  // the others are queued behind it, each pausing: the room is busy
+  ASSERT_TRUE(first);
+  EXPECT_TRUE(first->is_text("!S0")) << first->data;
   server.server().replace_factory(rebuilt_hostile(), Server::RunningRooms::carry_over);
-  for (int i = 0; i < n; ++i) {
+  for (int i = 1; i < n; ++i) {
     auto r = c->read(10s);
     ASSERT_TRUE(r);
     EXPECT_TRUE(r->is_text("!S" + std::to_string(i))) << r->data;
   }
   ASSERT_TRUE(log.wait_for("room 'h' moved to the new service with its state"));
+  EXPECT_TRUE(log.contains("1 room(s) busy in a handler move to it once the handler returns: 'h'"));
   EXPECT_EQ(hidden_state(*c), std::string("\x02\x02", 2)) << "the hidden global and the memory carried over";
 }
 

@@ -2,9 +2,9 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <memory>
-#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -12,31 +12,67 @@
 
 namespace stateroom {
 
+/// What StateStore::load found for a room.
+struct LoadedState {
+  enum class Status : std::uint8_t {
+    none,         ///< nothing is kept for the room: it starts with `init`
+    found,        ///< `snapshot` is what was saved last
+    unavailable,  ///< a snapshot is kept but cannot be read now (an I/O error, out of descriptors
+                  ///< or memory, larger than the limits allow now): the room must not start
+                  ///< (it would overwrite it); `error` says why. Asked again at its next connect.
+  };
+  Status status = Status::none;
+  std::vector<std::byte> snapshot;
+  std::string error;
+
+  static LoadedState none() { return {}; }
+  static LoadedState found(std::vector<std::byte> snapshot) { return {Status::found, std::move(snapshot), {}}; }
+  static LoadedState unavailable(std::string error) { return {Status::unavailable, {}, std::move(error)}; }
+  bool is_found() const noexcept { return status == Status::found; }
+};
+
 /// Keeps one snapshot per room id: what a room was when it hibernated, when the server stopped or
 /// at its last periodic snapshot. Rooms save and load on their worker threads, so the methods may
 /// be called from several threads at once; save() should not wait for the disk.
 class StateStore {
  public:
   virtual ~StateStore() = default;
-  /// The snapshot last saved for `room_id`, if any (one that cannot be read counts as none, after
-  /// a warning in the log).
-  virtual std::optional<std::vector<std::byte>> load(std::string_view room_id) = 0;
+  /// The snapshot last saved for `room_id`. One that can never be read (damaged, another room's,
+  /// not a regular file) counts as none, after a warning in the log, and is set aside; one that
+  /// cannot be read *now* is `unavailable` and stays as it is.
+  virtual LoadedState load(std::string_view room_id) = 0;
   /// Keeps `snapshot` for `room_id` in place of the one before. It may return before the snapshot
   /// is durable; load() sees it at once all the same.
   virtual void save(std::string_view room_id, std::vector<std::byte> snapshot) = 0;
   /// Forgets `room_id`'s snapshot.
   virtual void remove(std::string_view room_id) = 0;
+  /// `room_id`'s snapshot was read but cannot be used (its service refused it, another module
+  /// made it): it is kept aside for a look, not overwritten by the room's next snapshot, and
+  /// load() finds nothing from now on. `why` goes to the log.
+  virtual void set_aside(std::string_view room_id, std::string_view why) = 0;
   /// Returns once everything saved before is durable (or its failure was reported).
   virtual void flush() = 0;
 };
 
+/// How a directory store reads.
+struct DirectoryStoreOptions {
+  /// The largest snapshot (uncompressed) a file may hold: a file that claims more is not read
+  /// (nothing is allocated for it), its room is refused with `unavailable` and the file kept, as
+  /// for a room that no longer fits the limits of this run. Default: a 4 GiB WebAssembly memory
+  /// and what a room keeps beside it.
+  std::uint64_t max_snapshot_bytes = (std::uint64_t{4} << 30) + (std::uint64_t{64} << 20);
+};
+
 /// The store of `--state-dir`: one file per room in `dir` (created if missing), written atomically
 /// (a temporary file, fsync, rename, fsync of the directory) by a thread of its own, compressed
-/// with zstd, with a format version, the room id and a checksum. A file that is corrupt,
-/// truncated or another room's is refused with one warning and set aside (`.unreadable`). A
-/// directory that cannot be written makes each save fail with an error in the log, the room's
-/// state staying in memory meanwhile. Throws std::runtime_error when `dir` cannot be made or read.
-std::shared_ptr<StateStore> make_directory_store(const std::filesystem::path& dir);
+/// with zstd, with a format version, the room id and a checksum. Only regular files are read (a
+/// symbolic link, a FIFO or a device in a file's place is refused), their sizes checked against
+/// the options before anything is allocated. A file that is corrupt, truncated or another room's
+/// is refused with one warning and set aside (`.unreadable`). A directory that cannot be written
+/// makes each save fail with an error in the log, the room's state staying in memory meanwhile.
+/// Throws std::runtime_error when `dir` cannot be made or read.
+std::shared_ptr<StateStore> make_directory_store(const std::filesystem::path& dir,
+                                                 const DirectoryStoreOptions& options = {});
 
 /// A store in this process's memory: rooms outlive their hibernation and Server::replace_factory,
 /// not the process (`stateroom dev` without --state-dir).

@@ -20,6 +20,7 @@
 #include "stateroom/server.hpp"
 #include "stateroom/wasm.hpp"
 #include "templates.hpp"
+#include "trial_room.hpp"
 
 namespace fs = std::filesystem;
 using namespace stateroom;
@@ -78,7 +79,8 @@ std::unique_ptr<App> make_app(Args& a) {
       "with the project's static files, and rebuilds when a source changes. A new build takes over every room at "
       "once, its clients staying connected: a room keeps its state when the build changed only code (the same "
       "static data, globals and tables; the log says which), else starts afresh. A failed build shows the "
-      "compiler's errors and the last good build keeps serving. Rooms' state is kept in memory (across "
+      "compiler's errors, one whose service cannot start a room (it traps in init) shows why, and the last "
+      "good build keeps serving, every room with its state. Rooms' state is kept in memory (across "
       "hibernation too) unless --state-dir is given, and --on-module-change defaults to layout. The [server] "
       "table of stateroom.toml sets options; flags override it.");
   app->dev->add_option("port", a.dev_port, "Port to serve on (default: stateroom.toml's, else 8080; 0 picks a free one)")
@@ -236,6 +238,13 @@ int dev(const cli::Project& project, Args& a) {
   auto snapshot = cli::source_snapshot(project);
   auto install = [&](std::shared_ptr<wasm::Module> module) {
     if (server) {
+      // A build that cannot even start a room would fail every room it took over: the rooms stay
+      // on the last good build, with their state.
+      if (auto error = cli::start_trial_room(*module)) {
+        spdlog::error("the new build of {} cannot start a room: {}", project.target_name(), *error);
+        spdlog::warn("still serving the last good build");
+        return true;
+      }
       server->replace_factory(std::move(module), Server::RunningRooms::carry_over);
       return true;
     }

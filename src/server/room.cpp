@@ -33,21 +33,40 @@ std::shared_ptr<Room> Room::create(Worker& worker, std::string id, std::string* 
   const auto factory = worker.shared.factory.load();
   room->generation_ = factory->generation;
   room->made_by_ = factory;
-  if (!room->make_service(*factory->factory)) {
+  // The saved state first: a room whose snapshot cannot be read now does not start (its first
+  // snapshot would replace the one it could not read).
+  LoadedState saved;
+  if (worker.shared.store) {
+    try {
+      saved = worker.shared.store->load(room->id_);
+    } catch (const std::exception& e) {
+      saved = LoadedState::unavailable(std::string("its snapshot cannot be read now: ") + e.what());
+    }
+    if (saved.status == LoadedState::Status::unavailable) room->unavailable(saved.error + "; its snapshot is kept");
+  }
+  if (!room->failure_ && !room->make_service(*factory->factory)) {
     if (room->unavailable_ && unavailable) *unavailable = *room->failure_;
     room->end(room->unavailable_ ? EndReason::unavailable : EndReason::failed, *room->failure_);
     return nullptr;
   }
-  spdlog::debug("room '{}' created", room->id_);
-  room->state_ = State::running;
-  std::optional<std::vector<std::byte>> saved;
-  if (worker.shared.store) saved = worker.shared.store->load(room->id_);
-  const bool restored = saved && room->restore(*saved, *factory->factory);
+  if (!room->failure_) spdlog::debug("room '{}' created", room->id_);
+  bool restored = false;
+  if (!room->failure_ && saved.is_found()) {
+    try {
+      restored = room->restore(saved.snapshot, *factory->factory);
+    } catch (const std::bad_alloc&) {
+      room->unavailable("out of memory restoring its snapshot; its snapshot is kept");
+    }
+    saved = {};
+  }
   if (!room->alive()) return nullptr;
   if (room->failure_) {
-    room->end(EndReason::failed, *room->failure_);
+    if (room->unavailable_ && unavailable) *unavailable = *room->failure_;
+    room->end(room->unavailable_ ? EndReason::unavailable : EndReason::failed, *room->failure_);
     return nullptr;
   }
+  // Running from here: one that could not be restored was refused as it was created, no more.
+  if (room->state_ == State::created) room->state_ = State::running;
   if (!restored) room->deliver(Event{EventKind::init});
   if (!room->alive()) return nullptr;
   return room;
@@ -130,11 +149,13 @@ bool Room::invoke(const Event& event) {
         service_->disconnect(event.client, *this);
         break;
       case EventKind::message:
+        used_ = true;
         service_->message(event.client, event.payload, *this);
         break;
       case EventKind::timer:
         // A timer re-armed after this one fired and queued replaces it.
         if (event.timer_generation == timer_generation_) {
+          used_ = true;
           timer_due_.reset();
           service_->timer(*this);
         }
@@ -288,6 +309,7 @@ bool Room::messages(ClientId sender, std::span<const MessagePayload> payloads, C
   const bool now = !busy();
   if (now) {
     running_ = true;
+    used_ = true;
     try {
       taken = std::min(hosted().messages(sender, payloads, *this), payloads.size());
     } catch (const std::exception& e) {
@@ -363,8 +385,15 @@ void Room::unavailable(std::string_view reason) {
 bool Room::outdated() const noexcept { return generation_ != worker_.shared.factory.load()->generation; }
 
 void Room::save_if_changed() {
-  if (!worker_.shared.store || !alive() || busy() || !changed_ || !service_) return;
-  auto bytes = snapshot();
+  if (!worker_.shared.store || !alive() || busy() || !changed_ || !used_ || !service_) return;
+  std::vector<std::byte> bytes;
+  try {
+    bytes = snapshot();
+  } catch (const std::exception& e) {
+    spdlog::error("room '{}': its snapshot cannot be taken now ({}); tried again at the next interval", id_,
+                  e.what());
+    return;
+  }
   changed_ = false;
   if (bytes.empty()) return;
   worker_.shared.store->save(id_, std::move(bytes));
@@ -474,8 +503,9 @@ bool Room::restore(std::span<const std::byte> saved, ServiceFactory& factory) {
   const auto version = in.get(4);
   std::optional<std::string> identity = get_text(in), layout = std::string();
   if (version >= 2) layout = get_text(in);
+  auto& store = *worker_.shared.store;
   if (!magic || version < 1 || version > room_snapshot_version || !identity || !layout) {
-    spdlog::warn("room '{}': its snapshot is not one this server reads; the room starts afresh", id_);
+    store.set_aside(id_, "it is not a room snapshot this server reads");
     return false;
   }
   const auto next_client = static_cast<std::uint32_t>(in.get(4));
@@ -485,23 +515,33 @@ bool Room::restore(std::span<const std::byte> saved, ServiceFactory& factory) {
   for (std::uint64_t i = 0; in.ok && i < member_count; ++i)
     members.push_back(ClientId{static_cast<std::uint32_t>(in.get(4))});
   if (!in.ok) {
-    spdlog::warn("room '{}': its snapshot is truncated; the room starts afresh", id_);
+    store.set_aside(id_, "it is truncated");
     return false;
   }
-  if (!takes_snapshot_of(*identity, *layout, factory)) return false;
+  if (auto refused = refuses_snapshot_of(*identity, *layout, factory)) {
+    store.set_aside(id_, *refused);
+    return false;
+  }
   running_ = true;
   bool restored = false;
   try {
     restored = service_->restore(in.in, *this);
+  } catch (const std::bad_alloc&) {
+    unavailable("out of memory restoring its snapshot");
   } catch (const std::exception& e) {
     fail(std::string("restoring the service threw: ") + e.what());
   } catch (...) {
     fail("restoring the service threw a non-standard exception");
   }
   running_ = false;
-  if (failure_) return true;  // settled by the caller's check: the room failed
+  if (failure_) {
+    // Settled by the caller's check: the room fails (or is unavailable) and its snapshot stays as
+    // it is, for the next try or for a look.
+    *failure_ += "; its snapshot is kept";
+    return true;
+  }
   if (!restored) {
-    spdlog::warn("room '{}': its service did not take its snapshot; the room starts afresh", id_);
+    store.set_aside(id_, "its service did not take it");
     // The old service may hold part of the snapshot: a new one starts with `init`.
     service_.reset();
     if (!make_service(factory)) {
@@ -511,6 +551,7 @@ bool Room::restore(std::span<const std::byte> saved, ServiceFactory& factory) {
     return false;
   }
   stored_ = true;
+  used_ = true;
   changed_ = false;
   if (next_client == 0 || next_client > next_client_) next_client_ = next_client;
   spdlog::info("room '{}' restored from its snapshot ({} bytes)", id_, saved.size());
@@ -520,8 +561,9 @@ bool Room::restore(std::span<const std::byte> saved, ServiceFactory& factory) {
   return true;
 }
 
-bool Room::takes_snapshot_of(std::string_view identity, std::string_view layout, ServiceFactory& factory) const {
-  if (identity == factory.snapshot_identity()) return true;
+std::optional<std::string> Room::refuses_snapshot_of(std::string_view identity, std::string_view layout,
+                                                     ServiceFactory& factory) const {
+  if (identity == factory.snapshot_identity()) return std::nullopt;
   using Mode = ServerOptions::OnModuleChange;
   const Mode mode = worker_.shared.options.on_module_change;
   const bool same_layout = !layout.empty() && layout == factory.snapshot_layout();
@@ -529,13 +571,12 @@ bool Room::takes_snapshot_of(std::string_view identity, std::string_view layout,
     spdlog::info("room '{}': its snapshot was made by another build of the service{}; restoring it (--on-module-change "
                  "{})",
                  id_, same_layout ? " with the same data layout" : "", mode == Mode::keep ? "keep" : "layout");
-    return true;
+    return std::nullopt;
   }
-  spdlog::info("room '{}': its snapshot was made by another build of the service{} ({}); the room starts afresh{}", id_,
-               layout.empty() || same_layout ? "" : " with another data layout",
-               identity.empty() ? "none named" : identity,
-               mode == Mode::fresh && same_layout ? " (--on-module-change layout restores it)" : "");
-  return false;
+  return fmt::format("it was made by another build of the service{} ({}){}",
+                     layout.empty() || same_layout ? "" : " with another data layout",
+                     identity.empty() ? "none named" : identity,
+                     mode == Mode::fresh && same_layout ? "; --on-module-change layout would restore it" : "");
 }
 
 bool Room::carry_over() {
@@ -562,8 +603,36 @@ bool Room::carry_over() {
   generation_ = factory->generation;
   made_by_ = factory;
   changed_ = true;
-  // A new service that cannot start leaves the old one's state in the store, for the next try.
-  auto give_up = [&] {
+  // A new service that cannot start this room: the room stays on the old build, with its state
+  // and its clients; when even that cannot be, the old state is left in the store for the next try.
+  auto stay = [&] {
+    const std::string why = failure_.value_or("the new service did not start");
+    const bool why_unavailable = unavailable_;
+    failure_.reset();
+    unavailable_ = false;
+    service_.reset();
+    generation_ = old->generation;
+    made_by_ = old;
+    if (!state.empty() && make_service(*old->factory)) {
+      running_ = true;
+      bool back = false;
+      try {
+        back = service_->restore(state, *this);
+      } catch (const std::exception&) {
+      }
+      running_ = false;
+      if (back && !failure_) {
+        spdlog::error("room '{}' stays on the previous build, with its state: the new build cannot start it: {}",
+                      id_, why);
+        if (!queue_.empty()) {
+          running_ = true;
+          run_queue(true);
+        }
+        return true;
+      }
+    }
+    failure_ = why;
+    unavailable_ = why_unavailable;
     if (worker_.shared.store && !state.empty()) {
       worker_.shared.store->save(id_, wrap_snapshot(std::move(state), *old->factory));
       stored_ = true;
@@ -571,7 +640,7 @@ bool Room::carry_over() {
     end(unavailable_ ? EndReason::unavailable : EndReason::failed, *failure_);
     return true;
   };
-  if (!make_service(*factory->factory)) return give_up();
+  if (!make_service(*factory->factory)) return stay();
   if (!why_afresh) {
     running_ = true;
     bool restored = false;
@@ -583,10 +652,7 @@ bool Room::carry_over() {
       fail("restoring the service threw a non-standard exception");
     }
     running_ = false;
-    if (failure_) {
-      end(unavailable_ ? EndReason::unavailable : EndReason::failed, *failure_);
-      return true;
-    }
+    if (failure_) return stay();
     if (restored) {
       spdlog::info("room '{}' moved to the new service with its state ({} client(s) stay connected)", id_,
                    members_.size());
@@ -598,7 +664,7 @@ bool Room::carry_over() {
     }
     why_afresh = "its new service did not take the old one's state";
     service_.reset();
-    if (!make_service(*factory->factory)) return give_up();
+    if (!make_service(*factory->factory)) return stay();
   }
   spdlog::info("room '{}' starts afresh on the new service: {} ({} client(s) stay connected and join it anew)", id_,
                why_afresh, members_.size());
@@ -614,13 +680,22 @@ bool Room::carry_over() {
 void Room::keep_state(EndReason why, bool mid_call) {
   auto& store = worker_.shared.store;
   if (!store || !service_) return;
-  if (why == EndReason::failed || why == EndReason::unavailable) {
+  // A room that cannot run now keeps its last snapshot for when it can.
+  if (why == EndReason::unavailable) return;
+  if (why == EndReason::failed) {
     if (stored_) store->remove(id_);  // a failed room starts afresh
     stored_ = false;
     return;
   }
   if (mid_call) return;  // a service paused mid-call cannot be snapshotted: its last snapshot stands
-  auto bytes = snapshot();
+  if (!used_) return;  // nothing but clients coming and going: nothing worth a file
+  std::vector<std::byte> bytes;
+  try {
+    bytes = snapshot();
+  } catch (const std::exception& e) {
+    spdlog::error("room '{}': its snapshot cannot be taken ({}); its last snapshot stands", id_, e.what());
+    return;
+  }
   if (!bytes.empty()) {
     store->save(id_, std::move(bytes));
     stored_ = true;

@@ -154,12 +154,14 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   /// A room snapshot around `service` (a service's snapshot) made by `by`; empty when it is.
   std::vector<std::byte> wrap_snapshot(std::vector<std::byte> service, const ServiceFactory& by) const;
   /// Brings the room back from `saved` (a snapshot()) instead of `init`; false when it starts
-  /// afresh instead (said in the log), with a new service when the old one may have taken part
-  /// of it.
+  /// afresh instead, the snapshot set aside in the store (StateStore::set_aside), with a new
+  /// service when the old one may have taken part of it. True with failure_ set when the room
+  /// fails or cannot run now: the snapshot then stays as it is.
   bool restore(std::span<const std::byte> saved, ServiceFactory& factory);
-  /// Whether `factory` restores a snapshot made under `identity` and `layout`, by
-  /// ServerOptions::on_module_change; logs what it decided when they differ.
-  bool takes_snapshot_of(std::string_view identity, std::string_view layout, ServiceFactory& factory) const;
+  /// Why `factory` does not restore a snapshot made under `identity` and `layout`, by
+  /// ServerOptions::on_module_change (none: it does; logged when they differ).
+  std::optional<std::string> refuses_snapshot_of(std::string_view identity, std::string_view layout,
+                                                 ServiceFactory& factory) const;
   /// Saves the room's snapshot as it ends (hibernating, replaced, shutting down), or forgets its
   /// old one (it failed, or its service keeps nothing now). `mid_call`: its service is in a
   /// handler or paused in one, and cannot be snapshotted.
@@ -190,6 +192,9 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   bool unavailable_ = false;  ///< failure_ came from Context::unavailable
   bool changed_ = false;      ///< events happened since the last snapshot
   bool stored_ = false;       ///< the store holds a snapshot of this room
+  /// A message or a timer reached its service, or it was restored: a room that only saw clients
+  /// come and go (a bare connect and close) leaves nothing in the store.
+  bool used_ = false;
   /// When the service's timer fires (none: no timer pending), for a snapshot.
   std::optional<std::chrono::steady_clock::time_point> timer_due_;
   boost::asio::steady_timer timer_;

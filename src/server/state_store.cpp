@@ -18,7 +18,9 @@
 #include <cstring>
 #include <deque>
 #include <map>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -72,45 +74,66 @@ std::string encode_file(std::string_view room_id, std::span<const std::byte> sna
   return out;
 }
 
-/// The snapshot in file `bytes` for `room_id`, or why it is not one.
-std::vector<std::byte> decode_file(std::string_view bytes, std::string_view room_id, std::string& why) {
-  if (bytes.size() < magic.size() + 4 || !bytes.starts_with(magic)) {
-    why = "not a snapshot file";
-    return {};
-  }
+/// Why a file's snapshot was not taken: it can never be (set it aside) or not now (keep it).
+struct Refused {
+  std::string why;
+  bool for_now = false;
+};
+
+/// The snapshot in file `bytes` for `room_id`; `refused` says why when there is none. Nothing is
+/// allocated for a size the file claims before it is checked against `max_snapshot`, and the
+/// snapshot grows only as fast as the compressed data really yields it.
+std::vector<std::byte> decode_file(std::string_view bytes, std::string_view room_id, std::uint64_t max_snapshot,
+                                   Refused& refused) {
+  auto damaged = [&](std::string why) {
+    refused = {std::move(why), false};
+    return std::vector<std::byte>();
+  };
+  if (bytes.size() < magic.size() + 4 || !bytes.starts_with(magic)) return damaged("not a snapshot file");
   const auto stored_crc = static_cast<std::uint32_t>(Reader{bytes.substr(bytes.size() - 4)}.get(4));
-  if (checksum(bytes.substr(0, bytes.size() - 4)) != stored_crc) {
-    why = "its checksum does not match (a truncated or damaged file)";
-    return {};
-  }
+  if (checksum(bytes.substr(0, bytes.size() - 4)) != stored_crc)
+    return damaged("its checksum does not match (a truncated or damaged file)");
   Reader in{bytes.substr(magic.size(), bytes.size() - magic.size() - 4)};
   const auto version = in.get(4);
-  if (in.ok && version != format) {
-    why = fmt::format("format {}, not {}", version, format);
-    return {};
-  }
+  if (in.ok && version != format) return damaged(fmt::format("format {}, not {}", version, format));
   const auto id_size = in.get(4);
-  if (!in.ok || in.in.size() < id_size) {
-    why = "truncated";
-    return {};
-  }
-  if (std::string_view(in.in.data(), id_size) != room_id) {
-    why = "it is another room's";
-    return {};
-  }
+  if (!in.ok || in.in.size() < id_size) return damaged("truncated");
+  if (std::string_view(in.in.data(), id_size) != room_id) return damaged("it is another room's");
   in.in = in.in.subspan(id_size);
   const auto size = in.get(8);
   const auto stored = in.get(8);
-  if (!in.ok || stored != in.in.size() || size > max_snapshot) {
-    why = "its sizes do not match";
+  if (!in.ok || stored != in.in.size()) return damaged("its sizes do not match");
+  if (size > max_snapshot) {
+    refused = {fmt::format("it holds {} of state, more than the {} a room may have now", detail::format_bytes(size),
+                           detail::format_bytes(max_snapshot)),
+               true};
     return {};
   }
-  std::vector<std::byte> out(size);
-  const std::size_t got = ZSTD_decompress(out.data(), out.size(), in.in.data(), in.in.size());
-  if (ZSTD_isError(got) || got != size) {
-    why = ZSTD_isError(got) ? std::string("zstd: ") + ZSTD_getErrorName(got) : "it decompresses to another size";
-    return {};
+  // Decompressed a block at a time into a snapshot that grows with what comes out: a file that
+  // claims more than its data yields costs no more than that data.
+  std::unique_ptr<ZSTD_DStream, decltype(&ZSTD_freeDStream)> stream(ZSTD_createDStream(), &ZSTD_freeDStream);
+  if (!stream) throw std::bad_alloc();
+  std::vector<std::byte> out;
+  out.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(size, 16 * stored + 4096)));
+  ZSTD_inBuffer input{in.in.data(), in.in.size(), 0};
+  std::byte spare{};  // where a byte past the size it says would land
+  for (;;) {
+    const std::size_t have = out.size();
+    const std::size_t room = static_cast<std::size_t>(std::min<std::uint64_t>(size - have, 1u << 20));
+    if (room > 0) out.resize(have + room);
+    ZSTD_outBuffer output{room > 0 ? static_cast<void*>(out.data() + have) : &spare, room > 0 ? room : 1, 0};
+    const std::size_t consumed = input.pos;
+    const std::size_t left = ZSTD_decompressStream(stream.get(), &output, &input);
+    if (room > 0) out.resize(have + output.pos);
+    if (ZSTD_isError(left)) return damaged(std::string("zstd: ") + ZSTD_getErrorName(left));
+    if (room == 0 && output.pos > 0) return damaged("it decompresses to more than it says");
+    if (left == 0) {  // the frame is complete
+      if (input.pos != input.size) return damaged("bytes follow its compressed snapshot");
+      break;
+    }
+    if (output.pos == 0 && input.pos == consumed) return damaged("its compressed snapshot is cut short");
   }
+  if (out.size() != size) return damaged("it decompresses to another size");
   return out;
 }
 
@@ -155,7 +178,8 @@ std::optional<std::string> write_atomically(const fs::path& path, std::string_vi
 /// One file per room in a directory; a thread writes them.
 class DirectoryStore final : public StateStore {
  public:
-  explicit DirectoryStore(fs::path dir) : dir_(std::move(dir)) {
+  DirectoryStore(fs::path dir, const DirectoryStoreOptions& options) : dir_(std::move(dir)), options_(options) {
+    remove_leftovers();
     writer_ = std::thread([this] { write_loop(); });
   }
   ~DirectoryStore() override {
@@ -168,6 +192,7 @@ class DirectoryStore final : public StateStore {
       std::size_t lost = 0, stale = 0;
       std::string lost_rooms, stale_rooms;
       for (const auto& [room_id, entry] : pending_) {
+        if (entry.op == Op::set_aside) continue;  // its file is still there, and still refused
         auto&& [count, rooms] = entry.snapshot ? std::tie(lost, lost_rooms) : std::tie(stale, stale_rooms);
         ++count;
         if (rooms.size() < 200) rooms += (rooms.empty() ? "'" : ", '") + room_id + "'";
@@ -185,59 +210,34 @@ class DirectoryStore final : public StateStore {
     writer_.join();
   }
 
-  std::optional<std::vector<std::byte>> load(std::string_view room_id) override {
+  LoadedState load(std::string_view room_id) override {
     {
       std::lock_guard lock(mutex_);
       if (auto it = pending_.find(room_id); it != pending_.end()) {
-        if (!it->second.snapshot) return std::nullopt;  // removed
-        return *it->second.snapshot;
+        if (!it->second.snapshot) return LoadedState::none();  // removed or set aside
+        return LoadedState::found(*it->second.snapshot);
       }
     }
     const fs::path path = dir_ / state_file_name(room_id);
-    std::string bytes;
-    {
-      const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-      if (fd < 0) {
-        if (errno != ENOENT)
-          spdlog::warn("room '{}': its snapshot {} cannot be read: {}; the room starts afresh", room_id,
-                       path.string(), std::strerror(errno));
-        return std::nullopt;
-      }
-      char buffer[64 * 1024];
-      for (;;) {
-        const ssize_t n = ::read(fd, buffer, sizeof buffer);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-          spdlog::warn("room '{}': its snapshot {} cannot be read: {}; the room starts afresh", room_id,
-                       path.string(), std::strerror(errno));
-          ::close(fd);
-          return std::nullopt;
-        }
-        if (n == 0) break;
-        bytes.append(buffer, static_cast<std::size_t>(n));
-      }
-      ::close(fd);
+    try {
+      return read(room_id, path);
+    } catch (const std::bad_alloc&) {
+      return LoadedState::unavailable(fmt::format("its snapshot {} cannot be read: out of memory", path.string()));
     }
-    std::string why;
-    auto snapshot = decode_file(bytes, room_id, why);
-    if (!why.empty()) {
-      // Set aside, so the warning is given once and the file kept for a look.
-      std::error_code ec;
-      fs::path aside = path;
-      aside += ".unreadable";
-      fs::rename(path, aside, ec);
-      spdlog::warn("room '{}': its snapshot {} is refused ({}); the room starts afresh{}", room_id, path.string(),
-                   why, ec ? "" : fmt::format(" (the file is now {})", aside.string()));
-      return std::nullopt;
-    }
-    return snapshot;
+  }
+
+  void set_aside(std::string_view room_id, std::string_view why) override {
+    spdlog::warn("room '{}': its snapshot cannot be used ({}); it is set aside as {}.unreadable and the room starts "
+                 "afresh",
+                 room_id, why, (dir_ / state_file_name(room_id)).string());
+    enqueue(room_id, nullptr, Op::set_aside);
   }
 
   void save(std::string_view room_id, std::vector<std::byte> snapshot) override {
-    enqueue(room_id, std::make_shared<const std::vector<std::byte>>(std::move(snapshot)));
+    enqueue(room_id, std::make_shared<const std::vector<std::byte>>(std::move(snapshot)), Op::write);
   }
 
-  void remove(std::string_view room_id) override { enqueue(room_id, nullptr); }
+  void remove(std::string_view room_id) override { enqueue(room_id, nullptr, Op::remove); }
 
   void flush() override {
     std::unique_lock lock(mutex_);
@@ -256,17 +256,98 @@ class DirectoryStore final : public StateStore {
   }
 
  private:
-  using Snapshot = std::shared_ptr<const std::vector<std::byte>>;  ///< null: remove the file
+  using Snapshot = std::shared_ptr<const std::vector<std::byte>>;
+  /// What happens to a room's file.
+  enum class Op : std::uint8_t { write, remove, set_aside };
   struct Pending {
-    Snapshot snapshot;
+    Snapshot snapshot;  ///< null unless `op` is write
+    Op op = Op::write;
     std::uint64_t sequence = 0;  ///< which save it is
   };
 
-  void enqueue(std::string_view room_id, Snapshot snapshot) {
+  /// Removes the temporary files of writes that a crash cut short (the snapshot before each is
+  /// still there, whole).
+  void remove_leftovers() {
+    std::error_code ec;
+    std::size_t removed = 0;
+    for (auto it = fs::directory_iterator(dir_, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+      const std::string name = it->path().filename().string();
+      if (!name.ends_with(".snapshot.tmp") || !it->is_regular_file(ec)) continue;
+      if (::unlink(it->path().c_str()) == 0) ++removed;
+    }
+    if (removed) spdlog::info("state directory: removed {} temporary file(s) of writes cut short", removed);
+  }
+
+  /// How long reading one file may take before its room is refused for now.
+  static constexpr auto read_deadline = std::chrono::seconds(10);
+
+  /// Reads `room_id`'s file at `path` (see load()).
+  LoadedState read(std::string_view room_id, const fs::path& path) {
+    auto for_now = [&](std::string why) {
+      return LoadedState::unavailable(fmt::format("its snapshot {} cannot be read now: {}", path.string(), why));
+    };
+    // Not through a symbolic link, and without blocking on a FIFO: what is there is checked first.
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0) {
+      const int error = errno;
+      if (error == ENOENT) return LoadedState::none();
+      if (error == ELOOP) return set_aside_now(room_id, path, "it is a symbolic link, not a regular file");
+      return for_now(std::strerror(error));
+    }
+    struct Closer {
+      int fd;
+      ~Closer() { ::close(fd); }
+    } closer{fd};
+    struct stat st{};
+    if (::fstat(fd, &st) != 0) return for_now(std::strerror(errno));
+    if (!S_ISREG(st.st_mode)) return set_aside_now(room_id, path, "it is not a regular file");
+    const auto file_size = static_cast<std::uint64_t>(st.st_size);
+    if (file_size > max_file_size())
+      return for_now(fmt::format("the file's {} is more than a snapshot of at most {} can take",
+                                 detail::format_bytes(file_size), detail::format_bytes(options_.max_snapshot_bytes)));
+    std::string bytes;
+    bytes.resize(static_cast<std::size_t>(file_size));
+    std::size_t got = 0;
+    const auto deadline = std::chrono::steady_clock::now() + read_deadline;
+    while (got < bytes.size()) {
+      const ssize_t n = ::read(fd, bytes.data() + got, bytes.size() - got);
+      if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+      if (n < 0) return for_now(std::strerror(errno));
+      if (n == 0) break;  // shorter than it was a moment ago: the checksum tells
+      got += static_cast<std::size_t>(n);
+      if (std::chrono::steady_clock::now() > deadline)
+        return for_now(fmt::format("reading it took more than {} s", read_deadline.count()));
+    }
+    bytes.resize(got);
+    Refused refused;
+    auto snapshot = decode_file(bytes, room_id, options_.max_snapshot_bytes, refused);
+    if (refused.why.empty()) return LoadedState::found(std::move(snapshot));
+    if (refused.for_now) return for_now(refused.why);
+    return set_aside_now(room_id, path, refused.why);
+  }
+
+  /// The largest file a snapshot within the options makes.
+  std::uint64_t max_file_size() const noexcept {
+    return options_.max_snapshot_bytes + options_.max_snapshot_bytes / 64 + (1u << 20);
+  }
+
+  /// Sets aside a file that can never be read, so that the warning is given once and the file
+  /// kept for a look; the room starts afresh.
+  LoadedState set_aside_now(std::string_view room_id, const fs::path& path, std::string_view why) {
+    std::error_code ec;
+    fs::path aside = path;
+    aside += ".unreadable";
+    fs::rename(path, aside, ec);
+    spdlog::warn("room '{}': its snapshot {} is refused ({}); the room starts afresh{}", room_id, path.string(), why,
+                 ec ? "" : fmt::format(" (the file is now {})", aside.string()));
+    return LoadedState::none();
+  }
+
+  void enqueue(std::string_view room_id, Snapshot snapshot, Op op) {
     {
       std::lock_guard lock(mutex_);
       auto [it, fresh] = pending_.try_emplace(std::string(room_id));
-      it->second = Pending{std::move(snapshot), ++queued_};
+      it->second = Pending{std::move(snapshot), op, ++queued_};
       order_.push_back(it->first);
     }
     wake_.notify_one();
@@ -287,7 +368,7 @@ class DirectoryStore final : public StateStore {
       }
       const Pending entry = it->second;  // load() still finds it until the file holds it
       lock.unlock();
-      const std::optional<std::string> error = write(room_id, entry.snapshot);
+      const std::optional<std::string> error = write(room_id, entry);
       lock.lock();
       it = pending_.find(room_id);
       // Done with it unless it was saved again meanwhile (a later turn writes that) or failed.
@@ -298,15 +379,21 @@ class DirectoryStore final : public StateStore {
     }
   }
 
-  std::optional<std::string> write(const std::string& room_id, const Snapshot& entry) {
+  std::optional<std::string> write(const std::string& room_id, const Pending& entry) {
     const fs::path path = dir_ / state_file_name(room_id);
-    if (!entry) {
+    if (entry.op == Op::remove) {
       if (::unlink(path.c_str()) != 0 && errno != ENOENT)
         return fmt::format("cannot remove {}: {}", path.string(), std::strerror(errno));
       return std::nullopt;
     }
+    if (entry.op == Op::set_aside) {
+      const fs::path aside = fs::path(path) += ".unreadable";
+      if (::rename(path.c_str(), aside.c_str()) != 0 && errno != ENOENT)
+        return fmt::format("cannot set aside {}: {}", path.string(), std::strerror(errno));
+      return std::nullopt;
+    }
     try {
-      return write_atomically(path, encode_file(room_id, *entry));
+      return write_atomically(path, encode_file(room_id, *entry.snapshot));
     } catch (const std::exception& e) {
       return fmt::format("cannot write {}: {}", path.string(), e.what());
     }
@@ -327,6 +414,7 @@ class DirectoryStore final : public StateStore {
   }
 
   const fs::path dir_;
+  const DirectoryStoreOptions options_;
   std::mutex mutex_;
   std::condition_variable wake_, flushed_;
   std::map<std::string, Pending, std::less<>> pending_;  ///< saved, not yet in the file
@@ -341,11 +429,11 @@ class DirectoryStore final : public StateStore {
 /// make_memory_store's: the snapshots in a map.
 class MemoryStore final : public StateStore {
  public:
-  std::optional<std::vector<std::byte>> load(std::string_view room_id) override {
+  LoadedState load(std::string_view room_id) override {
     std::lock_guard lock(mutex_);
     auto it = snapshots_.find(room_id);
-    if (it == snapshots_.end()) return std::nullopt;
-    return it->second;
+    if (it == snapshots_.end()) return LoadedState::none();
+    return LoadedState::found(it->second);
   }
   void save(std::string_view room_id, std::vector<std::byte> snapshot) override {
     std::lock_guard lock(mutex_);
@@ -359,6 +447,10 @@ class MemoryStore final : public StateStore {
   void remove(std::string_view room_id) override {
     std::lock_guard lock(mutex_);
     if (auto it = snapshots_.find(room_id); it != snapshots_.end()) snapshots_.erase(it);
+  }
+  void set_aside(std::string_view room_id, std::string_view why) override {
+    spdlog::warn("room '{}': its state cannot be used ({}); it is dropped and the room starts afresh", room_id, why);
+    remove(room_id);
   }
   void flush() override {}
 
@@ -387,7 +479,8 @@ std::string state_file_name(std::string_view room_id) {
   return name + ".snapshot";
 }
 
-std::shared_ptr<StateStore> make_directory_store(const std::filesystem::path& dir) {
+std::shared_ptr<StateStore> make_directory_store(const std::filesystem::path& dir,
+                                                 const DirectoryStoreOptions& options) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) throw std::runtime_error(fmt::format("cannot make the state directory {}: {}", dir.string(), ec.message()));
@@ -398,7 +491,7 @@ std::shared_ptr<StateStore> make_directory_store(const std::filesystem::path& di
   if (::access(dir.c_str(), W_OK) != 0)
     spdlog::error("the state directory {} cannot be written ({}): rooms' snapshots will stay in memory only",
                   dir.string(), std::strerror(errno));
-  return std::make_shared<DirectoryStore>(fs::absolute(dir));
+  return std::make_shared<DirectoryStore>(fs::absolute(dir), options);
 }
 
 }  // namespace stateroom

@@ -373,7 +373,9 @@ void CallScheduler::fail(std::string reason) {
   failed_ = true;
   output_.flush();
   failure_ = std::move(reason);
-  if (ctx_) ctx_->fail(failure_);
+  // Memory the other rooms hold is no fault of this one: it cannot run now (1013), and its last
+  // snapshot stands.
+  if (ctx_) budget_refused_ ? ctx_->unavailable(failure_) : ctx_->fail(failure_);
 }
 
 wasm_trap_t* CallScheduler::fault(std::string reason) {

@@ -86,8 +86,12 @@ class Guest final : public HostedService {
     return instance_.calls().resume_delay();
   }
   std::vector<std::byte> snapshot() override { return instance_.snapshot(); }
-  bool restore(std::span<const std::byte> state, Context&) override {
+  bool restore(std::span<const std::byte> state, Context& ctx) override {
     if (auto error = instance_.restore(state)) {
+      if (instance_.cannot_restore_now()) {
+        ctx.unavailable(*error);  // the room is refused for now, its snapshot kept
+        return true;
+      }
       spdlog::warn("room '{}': its snapshot does not fit this instance: {}", instance_.room_id(), *error);
       return false;
     }

@@ -1,6 +1,7 @@
 #include "guest_instance.hpp"
 
 #include "../common/little_endian.hpp"
+#include "../common/text.hpp"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -22,6 +23,8 @@ extern "C" void stateroom_store_limiter(wasmtime_store_t* store, std::uint64_t m
 #endif
 
 namespace stateroom::wasm::detail {
+
+using ::stateroom::detail::format_bytes;
 
 GuestInstance::GuestInstance(std::shared_ptr<const Module::Impl> module, std::string room_id,
                              const Names& names)
@@ -300,9 +303,23 @@ std::optional<std::string> GuestInstance::restore(std::span<const std::byte> sta
   if (size % 65536 != 0 || size < now)
     return fmt::format("a memory of {} bytes cannot follow the module's initial {}", size, now);
   if (size > now) {
+    // A memory larger than this run's limits allow is no fault of the snapshot: the room waits for
+    // room (the shared budget) or for limits that take it (its own cap), its snapshot kept.
+    const Limits& limits = module_->runtime().limits;
+    if (size > limits.memory_bytes) {
+      cannot_restore_now_ = true;
+      return fmt::format("its snapshot's memory of {} is more than the {} a room may have (--memory-limit)",
+                         format_bytes(size), format_bytes(limits.memory_bytes));
+    }
     std::uint64_t previous = 0;
-    if (wasmtime_error_t* error = wasmtime_memory_grow(context_, &memory, (size - now) / 65536, &previous))
-      return "its memory cannot grow to the snapshot's " + std::to_string(size) + " bytes: " + take_message(error);
+    if (wasmtime_error_t* error = wasmtime_memory_grow(context_, &memory, (size - now) / 65536, &previous)) {
+      std::string message = take_message(error);
+      if (calls_.budget_refused()) {
+        cannot_restore_now_ = true;
+        return "its snapshot's memory of " + format_bytes(size) + " does not fit now: " + calls_.budget_refusal(size);
+      }
+      return "its memory cannot grow to the snapshot's " + std::to_string(size) + " bytes: " + message;
+    }
   }
   for (const wasmtime_global_t& global : globals_) {
     const auto kind = static_cast<wasmtime_valkind_t>(in.get(1));

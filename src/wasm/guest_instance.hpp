@@ -58,6 +58,10 @@ class GuestInstance {
   /// limits) and takes the snapshot's contents, its globals their values. The reason when it
   /// cannot (then the instance must not be used).
   std::optional<std::string> restore(std::span<const std::byte> state);
+  /// After restore() failed: whether for want of memory this run does not give (the room's cap or
+  /// the shared budget) rather than for anything wrong with the snapshot; such a room may be
+  /// restored later.
+  bool cannot_restore_now() const noexcept { return cannot_restore_now_; }
 
   /// The exported function `name`; false when there is none.
   bool export_func(const char* name, wasmtime_func_t& out);
@@ -89,6 +93,7 @@ class GuestInstance {
   /// With a prebuilt Wasmtime: its whole memory cap is in the budget (unused with the wrapper crate).
   [[maybe_unused]] bool holds_cap_ = false;
   bool unavailable_ = false;
+  bool cannot_restore_now_ = false;
   StoreHandle store_;
   wasmtime_context_t* context_ = nullptr;
   wasmtime_instance_t instance_{};

@@ -455,6 +455,35 @@ async def test_dev_rebuilds_after_the_fix(ctx):
         await expect(a, "count: 1", "a new room after the fix")
 
 
+async def test_dev_keeps_the_last_good_build_when_the_new_one_cannot_start_a_room(ctx):
+    need_dev(ctx)
+    dev, port = ctx.dev, ctx.dev_port
+    async with connect(port, "/ws/keeper") as a:
+        await a.send("increment")
+        await expect(a, "count: 1", "room keeper before the build that traps")
+        start = dev.mark()
+        good = ctx.read("service.cpp")
+        check("  int value = 0;\n" in good, "service.cpp has no '  int value = 0;'")
+        # A field more (another data layout: the room would start afresh in it) and an init that
+        # traps: taking this build would lose the count and fail every room.
+        ctx.write(good.replace("  int value = 0;\n", "  int value = 0;\n  int extra = 0;\n"
+                               "  void init(Context&) override { __builtin_trap(); }\n"), "service.cpp")
+        await dev.wait_log(rf"built {NAME}\.wasm in", REBUILD_TIMEOUT, start)
+        await dev.wait_log(rf"the new build of {NAME} cannot start a room: .*unreachable", LOG_TIMEOUT, start)
+        await dev.wait_log(r"still serving the last good build", LOG_TIMEOUT, start)
+        check(not dev.find("service replaced", start), "a build that cannot start a room replaced the service")
+        await a.send("increment")
+        await expect(a, "count: 2", "room keeper after the build that traps (the same socket, its count)")
+        async with connect(port, "/ws/keeper-new") as b:
+            await b.send("increment")
+            await expect(b, "count: 1", "a new room after the build that traps (the last good build)")
+        start = dev.mark()
+        ctx.write(good, "service.cpp")
+        await wait_rebuild(dev, start, "back to the good source")
+        await a.send("increment")
+        await expect(a, "count: 3", "room keeper after the good source came back")
+
+
 async def test_dev_stops_on_sigterm(ctx):
     need_dev(ctx)
     dev = ctx.dev
@@ -646,6 +675,8 @@ TESTS = [
     ("dev hot swap: running rooms move to each build, with their state when only code changed", test_dev_hot_swap),
     ("dev failed build: the compiler's errors, the last good build serves", test_dev_failed_build_keeps_serving),
     ("dev rebuilds after the fix", test_dev_rebuilds_after_the_fix),
+    ("dev keeps the last good build when the new one cannot start a room",
+     test_dev_keeps_the_last_good_build_when_the_new_one_cannot_start_a_room),
     ("dev stops on SIGTERM with exit code 0", test_dev_stops_on_sigterm),
     ("serve a missing file", test_serve_missing_file),
     ("serve a file that is not a module", test_serve_not_a_module),

@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -36,10 +37,10 @@ std::shared_ptr<wasm::Module> load(const std::string& path, wasm::Limits limits 
 /// A store in memory that records what the rooms do with it.
 class RecordingStore final : public StateStore {
  public:
-  std::optional<std::vector<std::byte>> load(std::string_view room_id) override {
+  LoadedState load(std::string_view room_id) override {
     std::lock_guard lock(mutex_);
-    if (auto it = saved_.find(std::string(room_id)); it != saved_.end()) return it->second;
-    return std::nullopt;
+    if (auto it = saved_.find(std::string(room_id)); it != saved_.end()) return LoadedState::found(it->second);
+    return LoadedState::none();
   }
   void save(std::string_view room_id, std::vector<std::byte> snapshot) override {
     std::lock_guard lock(mutex_);
@@ -51,7 +52,16 @@ class RecordingStore final : public StateStore {
     saved_.erase(std::string(room_id));
     ++removes_;
   }
+  void set_aside(std::string_view room_id, std::string_view) override {
+    std::lock_guard lock(mutex_);
+    saved_.erase(std::string(room_id));
+    ++set_aside_;
+  }
   void flush() override {}
+  int set_aside_count() {
+    std::lock_guard lock(mutex_);
+    return set_aside_;
+  }
   int saves() {
     std::lock_guard lock(mutex_);
     return saves_;
@@ -68,7 +78,7 @@ class RecordingStore final : public StateStore {
  private:
   std::mutex mutex_;
   std::map<std::string, std::vector<std::byte>> saved_;
-  int saves_ = 0, removes_ = 0;
+  int saves_ = 0, removes_ = 0, set_aside_ = 0;
 };
 
 /// The hostile guest's `!R`: its hidden global and the last byte of its memory.
@@ -186,6 +196,16 @@ std::shared_ptr<wasm::Module> hostile_with_another_global() {
                                   "hostile-extra.wat");
 }
 
+/// Snapshots room `id` of the hostile guest grown to 1.25 MiB, its hidden global at 3.
+void snapshot_grown_hostile(const ServerOptions& options, const std::string& id) {
+  TestServer server(load(hostile_path), options);
+  auto c = connect(server, "/ws/" + id);
+  ASSERT_TRUE(c);
+  expect_echo(*c, "!H");
+  for (int i = 0; i < 3; ++i) expect_echo(*c, "!N");
+  c->close();
+}
+
 /// Snapshots room `id` of the hostile guest with its hidden global at 1.
 void snapshot_hostile(const ServerOptions& options, const std::string& id) {
   TestServer server(load(hostile_path), options);
@@ -203,7 +223,177 @@ TEST_F(PersistenceTest, ASnapshotOfAnotherModuleStartsTheRoomAfresh) {
   auto c = connect(server, "/ws/r");
   ASSERT_TRUE(c);
   EXPECT_EQ(hidden_state(*c), std::string("\x00\x00", 2));
-  EXPECT_TRUE(log.contains("room 'r': its snapshot was made by another build of the service"));
+  EXPECT_TRUE(log.contains("room 'r': its snapshot cannot be used (it was made by another build of the service"));
+  EXPECT_TRUE(fs::exists(dir_ / "r-r.snapshot.unreadable")) << "set aside, not overwritten";
+}
+
+constexpr std::uint64_t mib = 1 << 20;
+
+/// The bytes of a file (empty when there is none).
+std::string contents_of(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+/// The bytes of `file` once it is there (the store writes on a thread of its own).
+std::string written(const fs::path& file) {
+  for (int i = 0; i < 500 && !fs::exists(file); ++i) std::this_thread::sleep_for(10ms);
+  return contents_of(file);
+}
+
+/// Waits for `engine`'s rooms to hold `bytes` of memory in all.
+bool memory_in_use_becomes(const wasm::Engine& engine, std::uint64_t bytes) {
+  for (int i = 0; i < 500 && engine.memory_in_use() != bytes; ++i) std::this_thread::sleep_for(10ms);
+  return engine.memory_in_use() == bytes;
+}
+
+/// The budget squeeze: a server whose rooms may hold 3 MiB together; room `r` (1.25 MiB, its hidden
+/// global at 3) hibernates, then another client's room `hog` takes 2.25 MiB: `r` no longer fits.
+struct BudgetSqueeze {
+  explicit BudgetSqueeze(ServerOptions o) : server(module, [&] {
+    o.room_grace = RoomGrace::immediate();
+    return o;
+  }()) {}
+  /// Fills the budget as above; false (with a failure reported) when a step did not happen.
+  bool squeeze(const fs::path& dir) {
+    {
+      auto c = connect(server, "/ws/r");
+      if (!c) return false;
+      expect_echo(*c, "!H");  // 1.25 MiB
+      for (int i = 0; i < 3; ++i) expect_echo(*c, "!N");
+      c->close();
+    }
+    EXPECT_TRUE(memory_in_use_becomes(*engine, 0)) << "room r hibernates";
+    saved = written(dir / "r-r.snapshot");
+    EXPECT_FALSE(saved.empty());
+    hog = connect(server, "/ws/hog");
+    if (!hog) return false;
+    expect_echo(*hog, "!H");
+    expect_echo(*hog, "!H");  // 2.25 MiB of the 3
+    return !saved.empty();
+  }
+
+  std::shared_ptr<wasm::Engine> engine = std::make_shared<wasm::Engine>(
+      wasm::Limits{.memory_bytes = 4 * mib, .total_memory_bytes = 3 * mib, .max_instances = 16});
+  std::shared_ptr<wasm::Module> module = wasm::Module::load(engine, hostile_path);
+  TestServer server;
+  std::string saved;  ///< r's file once it hibernated
+  std::unique_ptr<WsClient> hog;
+};
+
+// Another client's rooms take the memory budget of all rooms while a room with saved state sleeps:
+// the room cannot come back now, so it is refused with 1013, its snapshot left as it was (never
+// replaced by a fresh room's).
+TEST_F(PersistenceTest, ARoomThatDoesNotFitTheBudgetNowIsRefusedAndKeepsItsSnapshot) {
+  BudgetSqueeze s(options());
+  ASSERT_TRUE(s.squeeze(dir_));
+  LogCapture log;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    auto c = connect(s.server, "/ws/r");
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c->read_until_closed(5s), 1013) << "attempt " << attempt;
+  }
+  EXPECT_TRUE(log.wait_for("refused to create room 'r': its snapshot's memory of 1280 KiB does not fit now: the "
+                           "memory of all rooms is at its limit of 3 MiB"));
+  EXPECT_FALSE(log.contains("room 'r' failed"));
+  EXPECT_FALSE(log.contains("room 'r' cannot run now")) << "said twice";
+  s.hog->close();
+  s.server.server().stop();  // every snapshot is written
+  EXPECT_EQ(contents_of(dir_ / "r-r.snapshot"), s.saved) << "the snapshot was replaced";
+}
+
+// The same room comes back whole once the other rooms have given their memory back.
+TEST_F(PersistenceTest, ARoomRefusedForWantOfMemoryComesBackWholeOnceThereIsRoom) {
+  BudgetSqueeze s(options());
+  ASSERT_TRUE(s.squeeze(dir_));
+  {
+    auto c = connect(s.server, "/ws/r");
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c->read_until_closed(5s), 1013);
+  }
+  s.hog->close();
+  ASSERT_TRUE(memory_in_use_becomes(*s.engine, 0));
+  auto c = connect(s.server, "/ws/r");
+  ASSERT_TRUE(c);
+  EXPECT_EQ(hidden_state(*c), std::string("\x03\x03", 2)) << "its global and its grown memory came back";
+}
+
+// A restart with a lower --memory-limit than a room's snapshot needs: the room is refused with
+// 1013 and the log says it no longer fits; its file is kept, and a restart with the limit it needs
+// brings it back.
+TEST_F(PersistenceTest, ARestartWithALowerMemoryLimitKeepsTheRoomsThatNoLongerFit) {
+  snapshot_grown_hostile(options(), "r");
+  const std::string saved = contents_of(dir_ / "r-r.snapshot");
+  ASSERT_FALSE(saved.empty());
+  {
+    LogCapture log;
+    TestServer server(load(hostile_path, {.memory_bytes = 1 * mib}), options());
+    auto c = connect(server, "/ws/r");
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c->read_until_closed(5s), 1013);
+    EXPECT_TRUE(log.wait_for("refused to create room 'r': its snapshot's memory of 1280 KiB is more than the 1 MiB "
+                             "a room may have (--memory-limit)"));
+    auto other = connect(server, "/ws/other");
+    ASSERT_TRUE(other);
+    expect_echo(*other, "other rooms are served");
+  }
+  EXPECT_EQ(contents_of(dir_ / "r-r.snapshot"), saved);
+  TestServer server(load(hostile_path), options());
+  auto c = connect(server, "/ws/r");
+  ASSERT_TRUE(c);
+  EXPECT_EQ(hidden_state(*c), std::string("\x03\x03", 2));
+}
+
+/// A store whose reads fail for now (an EIO, out of descriptors) as many times as it is told.
+class FlakyStore final : public StateStore {
+ public:
+  explicit FlakyStore(std::shared_ptr<StateStore> inner) : inner_(std::move(inner)) {}
+  void fail_next_loads(int n) { failing_ = n; }
+  int saves() const { return saves_; }
+  LoadedState load(std::string_view room_id) override {
+    if (failing_ > 0) {
+      --failing_;
+      return LoadedState::unavailable("its snapshot cannot be read now: Input/output error");
+    }
+    return inner_->load(room_id);
+  }
+  void save(std::string_view room_id, std::vector<std::byte> snapshot) override {
+    ++saves_;
+    inner_->save(room_id, std::move(snapshot));
+  }
+  void remove(std::string_view room_id) override { inner_->remove(room_id); }
+  void set_aside(std::string_view room_id, std::string_view why) override { inner_->set_aside(room_id, why); }
+  void flush() override { inner_->flush(); }
+
+ private:
+  std::shared_ptr<StateStore> inner_;
+  std::atomic<int> failing_ = 0, saves_ = 0;
+};
+
+// A snapshot that cannot be read now is not "no snapshot": the room is refused with 1013 (nothing
+// saved over its file), and comes back whole at a later connect.
+TEST_F(PersistenceTest, ASnapshotThatCannotBeReadNowRefusesTheRoomAndLosesNothing) {
+  snapshot_grown_hostile(options(), "r");
+  const std::string saved = contents_of(dir_ / "r-r.snapshot");
+  auto store = std::make_shared<FlakyStore>(make_directory_store(dir_));
+  ServerOptions o;
+  o.state_store = store;
+  o.room_grace = RoomGrace::immediate();
+  TestServer server(load(hostile_path), o);
+  store->fail_next_loads(2);
+  LogCapture log;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    auto c = connect(server, "/ws/r");
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c->read_until_closed(5s), 1013);
+  }
+  EXPECT_TRUE(log.wait_for("refused to create room 'r': its snapshot cannot be read now: Input/output error"));
+  EXPECT_EQ(store->saves(), 0);
+  store->flush();
+  EXPECT_EQ(contents_of(dir_ / "r-r.snapshot"), saved);
+  auto c = connect(server, "/ws/r");
+  ASSERT_TRUE(c);
+  EXPECT_EQ(hidden_state(*c), std::string("\x03\x03", 2));
 }
 
 // With keep, a snapshot another module made is restored when it fits: one whose globals differ
@@ -222,7 +412,7 @@ TEST_F(PersistenceTest, KeepRestoresAnotherModulesSnapshotWhenItFits) {
     EXPECT_TRUE(log.contains("restoring it (--on-module-change keep)"));
     EXPECT_TRUE(log.contains("room 'a': its snapshot does not fit this instance: the snapshot has 1 mutable "
                              "globals, the module 2"));
-    EXPECT_TRUE(log.contains("room 'a': its service did not take its snapshot; the room starts afresh"));
+    EXPECT_TRUE(log.contains("room 'a': its snapshot cannot be used (its service did not take it); it is set aside"));
   }
   snapshot_hostile(options(), "b");
   TestServer server(load(counter_path), keep);  // one mutable global too (its stack pointer): it fits
@@ -293,6 +483,42 @@ TEST_F(PersistenceTest, AServiceThatKeepsNothingLeavesNoFile) {
   EXPECT_TRUE(fs::is_empty(dir_)) << "a file for a service that keeps nothing";
 }
 
+// A client that connects to a never-used room and leaves (grace immediate: the room hibernates
+// at once) leaves nothing on disk, natively and as WebAssembly; a message makes the room worth a
+// file, and a room woken from its file keeps it.
+TEST_F(PersistenceTest, ABareConnectAndCloseLeavesNoFile) {
+  ServerOptions o = options();
+  o.room_grace = RoomGrace::immediate();
+  const std::vector<std::pair<std::shared_ptr<ServiceFactory>, std::string>> services = {
+      {load(counter_path), "increment"}, {load(hostile_path), "!N"}};
+  for (const auto& [factory, message] : services) {
+    fs::remove_all(dir_);
+    {
+      TestServer server(factory, o);
+      for (int i = 0; i < 20; ++i) {
+        auto c = connect(server, "/ws/bare-" + std::to_string(i));
+        ASSERT_TRUE(c);
+        c->close();
+      }
+      auto used = connect(server, "/ws/used");
+      ASSERT_TRUE(used);
+      used->send_text(message);
+      ASSERT_TRUE(used->read()) << message;
+      used->close();
+    }
+    std::vector<std::string> files;
+    for (const auto& entry : fs::directory_iterator(dir_)) files.push_back(entry.path().filename().string());
+    EXPECT_EQ(files, std::vector<std::string>{"r-used.snapshot"});
+    {
+      TestServer server(factory, o);
+      auto c = connect(server, "/ws/used");
+      ASSERT_TRUE(c);
+      c->close();
+    }
+    EXPECT_TRUE(fs::exists(dir_ / "r-used.snapshot")) << "a woken room's file went when it slept again";
+  }
+}
+
 // --- another build of the same layout: --on-module-change layout, Server::replace_factory ----------
 
 const std::string echo_path = std::string(STATEROOM_WASM_DIR) + "/echo.wasm";
@@ -360,7 +586,7 @@ TEST_F(PersistenceTest, LayoutRestoresTheSnapshotOfABuildWithTheSameDataLayout) 
     auto c = connect(server, "/ws/a");
     ASSERT_TRUE(c);
     EXPECT_EQ(increment(*c), "new value: 1");
-    EXPECT_TRUE(log.contains("the room starts afresh (--on-module-change layout restores it)"));
+    EXPECT_TRUE(log.contains("; --on-module-change layout would restore it); it is set aside"));
   }
   count_to_two("b");
   {

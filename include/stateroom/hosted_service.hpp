@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #include "service.hpp"
 
@@ -33,6 +34,27 @@ class HostedService : public Service {
   /// new (they are closed with 1013) until it ends. A module interface with signed 32-bit ids
   /// (WebAssembly v1) stops at 2^31 - 1.
   virtual std::uint32_t last_client_id() const noexcept { return UINT32_MAX; }
+  /// Service::snapshot in steps, so that a large state never holds up the other rooms of its
+  /// thread: appends about `bytes` more of it to `out` (`first`: a new snapshot begins, after
+  /// what `out` holds already) and returns true once it is complete (nothing appended in all:
+  /// nothing to keep). The server holds the room's events back between the steps of one
+  /// snapshot, and may drop an unfinished one. This default takes it in one step.
+  virtual bool snapshot_step(std::vector<std::byte>& out, std::size_t /*bytes*/, bool first) {
+    if (first) {
+      const auto state = snapshot();
+      out.insert(out.end(), state.begin(), state.end());
+    }
+    return true;
+  }
+  /// Where a restore in steps stands.
+  enum class Restoring : std::uint8_t { more, restored, refused };
+  /// Service::restore in steps of about `bytes`, `state` the same at each, until it says
+  /// `restored` or `refused` (as restore's true and false). The server holds the room's events
+  /// back meanwhile. A room that cannot be restored now calls ctx.unavailable (what it returns
+  /// then does not matter). This default takes it in one step.
+  virtual Restoring restore_step(std::span<const std::byte> state, std::size_t /*bytes*/, Context& ctx) {
+    return restore(state, ctx) ? Restoring::restored : Restoring::refused;
+  }
   /// Several messages from `sender` that arrived together (one read of its socket), in order.
   /// Returns how many it took: the server delivers the others later, as it does any event that
   /// finds the service pending. This default hands them to `message` one by one and stops at one

@@ -35,17 +35,9 @@ OpenedFile::~OpenedFile() {
   if (fd >= 0) ::close(fd);
 }
 
-FileReader::FileReader() : thread_([this] { ioc_.run(); }) {}
-
-FileReader::~FileReader() {
-  work_.reset();
-  ioc_.stop();
-  thread_.join();
-}
-
 void FileReader::open(std::string root, std::string url_path, asio::any_io_executor answer_on,
                       OpenDone done) {
-  asio::post(ioc_, [root = std::move(root), url_path = std::move(url_path), answer_on = std::move(answer_on),
+  thread_.post([root = std::move(root), url_path = std::move(url_path), answer_on = std::move(answer_on),
                     done = std::move(done)]() mutable {
     auto file = std::make_shared<OpenedFile>();
     file->lookup = resolve_static(root, url_path);
@@ -72,7 +64,7 @@ void FileReader::open(std::string root, std::string url_path, asio::any_io_execu
 
 void FileReader::read(std::shared_ptr<OpenedFile> file, std::uint64_t offset, asio::any_io_executor answer_on,
                       ReadDone done) {
-  asio::post(ioc_, [file = std::move(file), offset, answer_on = std::move(answer_on),
+  thread_.post([file = std::move(file), offset, answer_on = std::move(answer_on),
                     done = std::move(done)]() mutable {
     std::string piece;
     std::string error;

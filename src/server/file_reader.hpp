@@ -2,15 +2,13 @@
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/io_context.hpp>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
-#include <thread>
 
+#include "io_thread.hpp"
 #include "static_files.hpp"
 
 namespace stateroom::server {
@@ -37,11 +35,8 @@ class FileReader {
  public:
   static constexpr std::size_t piece_size = 256 * 1024;
 
-  FileReader();
-  /// Joins the thread; requests not yet answered are dropped (their callbacks are destroyed unrun).
-  ~FileReader();
-  FileReader(const FileReader&) = delete;
-  FileReader& operator=(const FileReader&) = delete;
+  /// Joins the thread when destroyed; requests not yet answered are dropped (their callbacks are
+  /// destroyed unrun).
 
   using OpenDone = std::function<void(std::shared_ptr<OpenedFile>)>;
   using ReadDone = std::function<void(std::string piece, std::string error)>;
@@ -55,10 +50,7 @@ class FileReader {
             ReadDone done);
 
  private:
-  boost::asio::io_context ioc_{1};
-  std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_{
-      ioc_.get_executor()};
-  std::thread thread_;
+  IoThread thread_;
 };
 
 }  // namespace stateroom::server

@@ -28,22 +28,14 @@ constexpr std::size_t event_overhead = 64;
 
 }  // namespace
 
-std::shared_ptr<Room> Room::create(Worker& worker, std::string id, std::string* unavailable) {
+std::shared_ptr<Room> Room::create(Worker& worker, std::string id, LoadedState saved, std::string* unavailable) {
   auto room = std::make_shared<Room>(worker, std::move(id));
   const auto factory = worker.shared.factory.load();
   room->generation_ = factory->generation;
   room->made_by_ = factory;
-  // The saved state first: a room whose snapshot cannot be read now does not start (its first
-  // snapshot would replace the one it could not read).
-  LoadedState saved;
-  if (worker.shared.store) {
-    try {
-      saved = worker.shared.store->load(room->id_);
-    } catch (const std::exception& e) {
-      saved = LoadedState::unavailable(std::string("its snapshot cannot be read now: ") + e.what());
-    }
-    if (saved.status == LoadedState::Status::unavailable) room->unavailable(saved.error + "; its snapshot is kept");
-  }
+  // A room whose snapshot cannot be read now does not start: its first snapshot would replace the
+  // one it could not read.
+  if (saved.status == LoadedState::Status::unavailable) room->unavailable(saved.error + "; its snapshot is kept");
   if (!room->failure_ && !room->make_service(*factory->factory)) {
     if (room->unavailable_ && unavailable) *unavailable = *room->failure_;
     room->end(room->unavailable_ ? EndReason::unavailable : EndReason::failed, *room->failure_);
@@ -53,11 +45,11 @@ std::shared_ptr<Room> Room::create(Worker& worker, std::string id, std::string* 
   bool restored = false;
   if (!room->failure_ && saved.is_found()) {
     try {
-      restored = room->restore(saved.snapshot, *factory->factory);
+      restored = room->restore(std::move(saved.snapshot), *factory->factory);
     } catch (const std::bad_alloc&) {
+      room->restoring_.reset();
       room->unavailable("out of memory restoring its snapshot; its snapshot is kept");
     }
-    saved = {};
   }
   if (!room->alive()) return nullptr;
   if (room->failure_) {
@@ -117,7 +109,7 @@ void Room::run_queue(bool ready) {
       // Empty past its grace period, and kept busy all along (each handler queued the next): it
       // ends between two handlers, as it would have when idle.
       running_ = false;
-      end(EndReason::empty);
+      hibernate();
       return;
     }
     const Event event = std::move(queue_.front());
@@ -170,7 +162,10 @@ bool Room::invoke(const Event& event) {
 }
 
 bool Room::settle() {
-  changed_ = true;
+  if (!changed_) [[unlikely]] {
+    changed_ = true;
+    unsaved_since_ = worker_.snapshot_tick;
+  }
   if (failure_) {
     end(unavailable_ ? EndReason::unavailable : EndReason::failed, *failure_);
     return false;
@@ -259,7 +254,7 @@ void Room::start_grace() {
       self->grace_over_ = true;
       return;
     }
-    self->end(EndReason::empty);
+    self->hibernate();
   });
 }
 
@@ -384,20 +379,97 @@ void Room::unavailable(std::string_view reason) {
 
 bool Room::outdated() const noexcept { return generation_ != worker_.shared.factory.load()->generation; }
 
-void Room::save_if_changed() {
-  if (!worker_.shared.store || !alive() || busy() || !changed_ || !used_ || !service_) return;
-  std::vector<std::byte> bytes;
-  try {
-    bytes = snapshot();
-  } catch (const std::exception& e) {
-    spdlog::error("room '{}': its snapshot cannot be taken now ({}); tried again at the next interval", id_,
-                  e.what());
-    return;
+
+std::size_t Room::take_step(Step why, std::size_t budget, bool& done) {
+  done = true;
+  if (why == Step::restore) {
+    if (state_ != State::restoring || !restoring_) return 0;
+    const auto state = std::span<const std::byte>(restoring_->saved).subspan(restoring_->service_at);
+    auto step = HostedService::Restoring::refused;
+    running_ = true;
+    try {
+      step = hosted().restore_step(state, budget, *this);
+    } catch (const std::bad_alloc&) {
+      unavailable("out of memory restoring its snapshot");
+    } catch (const std::exception& e) {
+      fail(std::string("restoring the service threw: ") + e.what());
+    }
+    running_ = false;
+    if (!failure_ && step == HostedService::Restoring::more) {
+      done = false;
+      return budget;
+    }
+    state_ = State::running;
+    const bool restored = !failure_ && settle_restore(step == HostedService::Restoring::restored, *made_by_->factory);
+    if (failure_) {
+      restoring_.reset();
+      *failure_ += "; its snapshot is kept";
+      end(unavailable_ ? EndReason::unavailable : EndReason::failed, *failure_);
+      return budget;
+    }
+    if (!alive()) return budget;
+    if (!restored) {
+      // Afresh: `init` first, then the connects that waited.
+      queue_.push_front(Event{EventKind::init});
+      queued_bytes_ += event_overhead;
+    }
+    if (!queue_.empty()) {
+      running_ = true;
+      run_queue(true);
+    }
+    return budget;
   }
-  changed_ = false;
-  if (bytes.empty()) return;
-  worker_.shared.store->save(id_, std::move(bytes));
-  stored_ = true;
+  if (state_ != State::saving) {
+    // Not begun: only an idle room with something to keep (a room busy now waits for the next
+    // time; one a client came back to does not hibernate).
+    if (!alive() || busy() || !service_ || !worker_.shared.store) return 0;
+    if (why == Step::save && !unsaved()) return 0;
+    if (why == Step::hibernate && !members_.empty()) return 0;
+    state_ = State::saving;
+  }
+  // The room's part first, as it is when the snapshot begins (events wait until it is done); the
+  // service's part is appended in steps, never copied again.
+  const bool first = saving_.empty();
+  if (first) saving_ = snapshot_header(*made_by_->factory, 0);
+  const std::size_t before = saving_.size(), header = first ? before : saving_header_;
+  if (first) saving_header_ = header;
+  bool complete = false;
+  try {
+    if (hosted_) {
+      complete = hosted().snapshot_step(saving_, budget, first);
+    } else {
+      const auto state = service_->snapshot();
+      saving_.insert(saving_.end(), state.begin(), state.end());
+      complete = true;
+    }
+  } catch (const std::exception& e) {
+    spdlog::error("room '{}': its snapshot cannot be taken now ({}); tried again later", id_, e.what());
+    saving_.resize(header);
+    complete = true;
+  }
+  if (!complete) {
+    done = false;
+    return budget;
+  }
+  state_ = State::running;
+  const std::size_t took = saving_.size() - before;
+  if (saving_.size() > header) {  // else the service keeps nothing
+    worker_.shared.store->save(id_, std::exchange(saving_, {}));
+    stored_ = true;
+    changed_ = false;
+  }
+  saving_ = {};
+  // Empty past its grace, with nothing but timers waiting (a service that keeps itself busy):
+  // it ends now, its state in the store.
+  if (members_.empty() && only_timers_queued() && (why == Step::hibernate || grace_over_)) {
+    end(EndReason::empty);
+    return took;
+  }
+  if (!queue_.empty()) {
+    running_ = true;
+    run_queue(true);
+  }
+  return took;
 }
 
 bool Room::end_if_replaced() {
@@ -410,7 +482,17 @@ void Room::on_empty() {
   // Idle after the last member's `disconnect`.
   if (end_if_replaced()) return;
   const auto& delay = worker_.shared.options.room_grace.delay;
-  if (grace_over_ || (delay && delay->count() == 0)) end(EndReason::empty);
+  if (grace_over_ || (delay && delay->count() == 0)) hibernate();
+}
+
+void Room::hibernate() {
+  // A large state is copied in steps between other rooms' events (the worker's snapshot work);
+  // one the store holds as it is, or one of a plain service, goes at once.
+  if (hosted_ && worker_.shared.store && used_ && changed_ && !worker_.shutting_down) {
+    worker_.queue_step(shared_from_this(), Step::hibernate);
+    return;
+  }
+  end(EndReason::empty);
 }
 
 void Room::unregister() {
@@ -434,6 +516,10 @@ void Room::shut_down() {
   queue_.clear();
   queued_bytes_ = 0;
   waiting_.clear();
+  if (state_ == State::saving) {  // an unfinished snapshot in steps: the room's last one is whole
+    saving_ = {};
+    state_ = State::running;
+  }
   while (!members_.empty() && alive()) {
     Member m = members_.front();
     members_.erase(members_.begin());
@@ -476,10 +562,16 @@ std::vector<std::byte> Room::snapshot() { return wrap_snapshot(service_->snapsho
 
 std::vector<std::byte> Room::wrap_snapshot(std::vector<std::byte> service, const ServiceFactory& by) const {
   if (service.empty()) return service;
+  std::vector<std::byte> out = snapshot_header(by, service.size());
+  out.insert(out.end(), service.begin(), service.end());
+  return out;
+}
+
+std::vector<std::byte> Room::snapshot_header(const ServiceFactory& by, std::size_t room_for) const {
   const std::string identity = by.snapshot_identity();
   const std::string layout = by.snapshot_layout();
   std::vector<std::byte> out;
-  out.reserve(service.size() + identity.size() + layout.size() + 36 + 4 * members_.size());
+  out.reserve(room_for + identity.size() + layout.size() + 36 + 4 * members_.size());
   put(out, room_snapshot_magic, 4);
   put(out, room_snapshot_version, 4);
   put_text(out, identity);
@@ -493,11 +585,10 @@ std::vector<std::byte> Room::wrap_snapshot(std::vector<std::byte> service, const
   put(out, static_cast<std::uint64_t>(timer_ms), 8);
   put(out, members_.size(), 4);
   for (const Member& m : members_) put(out, m.id.value, 4);
-  out.insert(out.end(), service.begin(), service.end());
   return out;
 }
 
-bool Room::restore(std::span<const std::byte> saved, ServiceFactory& factory) {
+bool Room::restore(std::vector<std::byte> saved, ServiceFactory& factory) {
   ::stateroom::detail::LittleEndianReader<std::byte> in{saved};
   const bool magic = in.get(4) == room_snapshot_magic;
   const auto version = in.get(4);
@@ -508,12 +599,12 @@ bool Room::restore(std::span<const std::byte> saved, ServiceFactory& factory) {
     store.set_aside(id_, "it is not a room snapshot this server reads");
     return false;
   }
-  const auto next_client = static_cast<std::uint32_t>(in.get(4));
-  const auto timer_ms = static_cast<std::int64_t>(in.get(8));
+  Restoring r;
+  r.next_client = static_cast<std::uint32_t>(in.get(4));
+  r.timer_ms = static_cast<std::int64_t>(in.get(8));
   const auto member_count = in.get(4);
-  std::vector<ClientId> members;
   for (std::uint64_t i = 0; in.ok && i < member_count; ++i)
-    members.push_back(ClientId{static_cast<std::uint32_t>(in.get(4))});
+    r.members.push_back(ClientId{static_cast<std::uint32_t>(in.get(4))});
   if (!in.ok) {
     store.set_aside(id_, "it is truncated");
     return false;
@@ -522,10 +613,19 @@ bool Room::restore(std::span<const std::byte> saved, ServiceFactory& factory) {
     store.set_aside(id_, *refused);
     return false;
   }
+  r.service_at = saved.size() - in.in.size();
+  r.saved = std::move(saved);
+  restoring_ = std::move(r);
+  const auto state = std::span<const std::byte>(restoring_->saved).subspan(restoring_->service_at);
+  // The first step here: a hosted service's memory grows to the snapshot's (or cannot now).
   running_ = true;
-  bool restored = false;
+  auto step = HostedService::Restoring::refused;
   try {
-    restored = service_->restore(in.in, *this);
+    if (hosted_) {
+      step = hosted().restore_step(state, Worker::snapshot_step_bytes, *this);
+    } else if (service_->restore(state, *this)) {
+      step = HostedService::Restoring::restored;
+    }
   } catch (const std::bad_alloc&) {
     unavailable("out of memory restoring its snapshot");
   } catch (const std::exception& e) {
@@ -537,11 +637,24 @@ bool Room::restore(std::span<const std::byte> saved, ServiceFactory& factory) {
   if (failure_) {
     // Settled by the caller's check: the room fails (or is unavailable) and its snapshot stays as
     // it is, for the next try or for a look.
+    restoring_.reset();
     *failure_ += "; its snapshot is kept";
     return true;
   }
+  if (step == HostedService::Restoring::more) {
+    // The rest between other rooms' events; whoever joins meanwhile waits in the queue.
+    state_ = State::restoring;
+    worker_.queue_step(shared_from_this(), Step::restore);
+    return true;
+  }
+  return settle_restore(step == HostedService::Restoring::restored, factory);
+}
+
+bool Room::settle_restore(bool restored, ServiceFactory& factory) {
+  Restoring r = std::move(*restoring_);
+  restoring_.reset();
   if (!restored) {
-    store.set_aside(id_, "its service did not take it");
+    worker_.shared.store->set_aside(id_, "its service did not take it");
     // The old service may hold part of the snapshot: a new one starts with `init`.
     service_.reset();
     if (!make_service(factory)) {
@@ -553,11 +666,19 @@ bool Room::restore(std::span<const std::byte> saved, ServiceFactory& factory) {
   stored_ = true;
   used_ = true;
   changed_ = false;
-  if (next_client == 0 || next_client > next_client_) next_client_ = next_client;
-  spdlog::info("room '{}' restored from its snapshot ({} bytes)", id_, saved.size());
-  if (timer_ms >= 0) set_timer(static_cast<std::uint32_t>(std::min<std::int64_t>(timer_ms, UINT32_MAX)));
-  // The clients of the snapshot are gone: the service hears so, as it would have.
-  for (ClientId client : members) deliver(Event{EventKind::disconnect, client});
+  if (r.next_client == 0 || r.next_client > next_client_) next_client_ = r.next_client;
+  spdlog::info("room '{}' restored from its snapshot ({} bytes)", id_, r.saved.size());
+  if (r.timer_ms >= 0) set_timer(static_cast<std::uint32_t>(std::min<std::int64_t>(r.timer_ms, UINT32_MAX)));
+  // The clients of the snapshot are gone: the service hears so, as it would have, before anything
+  // that waited for the restore (the connects of those who joined meanwhile).
+  for (auto it = r.members.rbegin(); it != r.members.rend(); ++it) {
+    queue_.push_front(Event{EventKind::disconnect, *it});
+    queued_bytes_ += event_overhead;
+  }
+  if (!busy() && !queue_.empty()) {
+    running_ = true;
+    run_queue(true);
+  }
   return true;
 }
 
@@ -689,6 +810,7 @@ void Room::keep_state(EndReason why, bool mid_call) {
   }
   if (mid_call) return;  // a service paused mid-call cannot be snapshotted: its last snapshot stands
   if (!used_) return;  // nothing but clients coming and going: nothing worth a file
+  if (stored_ && !changed_) return;  // the store holds it as it is
   std::vector<std::byte> bytes;
   try {
     bytes = snapshot();
@@ -727,7 +849,10 @@ void Room::end(EndReason why, std::string_view detail) {
     case EndReason::shutdown:
       break;
   }
-  keep_state(why, running_ || state_before == State::paused);
+  // A service paused mid-call, or half restored, cannot be snapshotted.
+  keep_state(why, running_ || state_before == State::paused || state_before == State::restoring);
+  restoring_.reset();
+  saving_ = {};
   auto members = std::move(members_);
   members_.clear();
   queue_.clear();

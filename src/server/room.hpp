@@ -14,11 +14,20 @@
 
 #include "client.hpp"
 #include "stateroom/hosted_service.hpp"
+#include "stateroom/state_store.hpp"
 
 namespace stateroom::server {
 
 struct Worker;
 struct FactoryVersion;
+
+/// What a step of the worker's snapshot work does for a room (Worker::queue_step), the most
+/// urgent first.
+enum class SnapshotStep : std::uint8_t {
+  restore,    ///< its saved state goes on into its service
+  hibernate,  ///< empty past its grace: its snapshot, then it ends
+  save,       ///< its periodic snapshot
+};
 
 /// A room: the service instance plus its members. Every method runs on the room's worker thread;
 /// the room is the service's Context. Handlers are never re-entered and run in arrival order: an
@@ -26,10 +35,12 @@ struct FactoryVersion;
 /// service is paused (HostedService::pending) waits in the room's queue.
 class Room final : public Context, public std::enable_shared_from_this<Room> {
  public:
-  /// Builds the service and delivers `init`. Null when either fails (logged), or when the factory
-  /// found the room unavailable (Context::unavailable): then `unavailable` gets the reason, for
-  /// the caller to report (not logged here).
-  static std::shared_ptr<Room> create(Worker& worker, std::string id, std::string* unavailable = nullptr);
+  /// Builds the service and restores it from `saved` (the store's snapshot of the room) or
+  /// delivers `init`. Null when either fails (logged), or when the room cannot run now (the
+  /// factory or the restore found it unavailable, Context::unavailable; its snapshot could not be
+  /// read): then `unavailable` gets the reason, for the caller to report (not logged here).
+  static std::shared_ptr<Room> create(Worker& worker, std::string id, LoadedState saved,
+                                      std::string* unavailable = nullptr);
 
   Room(Worker& worker, std::string id);
   ~Room();
@@ -37,9 +48,12 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   Room& operator=(const Room&) = delete;
 
   /// A room's life. `created` while its service is built and `init` delivered; then `running`
-  /// (idle or in a handler) and `paused` (the service paused part-way through one, events wait);
-  /// `ending` while end() closes its clients and drops its service; `ended` for good.
-  enum class State : std::uint8_t { created, running, paused, ending, ended };
+  /// (idle or in a handler), `paused` (the service paused part-way through one), `saving` (a
+  /// snapshot in steps is under way) and `restoring` (its saved state goes back into its service
+  /// in steps), in which events wait; `ending` while end() closes its clients and drops its
+  /// service; `ended` for good.
+  enum class State : std::uint8_t { created, running, paused, saving, restoring, ending, ended };
+  using Step = SnapshotStep;
   /// Why a room ends.
   enum class EndReason : std::uint8_t {
     empty,     ///< no members for its grace period
@@ -51,7 +65,7 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
 
   const std::string& id() const noexcept { return id_; }
   State state() const noexcept { return state_; }
-  bool alive() const noexcept { return state_ != State::ending && state_ != State::ended; }
+  bool alive() const noexcept { return state_ < State::ending; }
   /// Whether its service came from a factory that has been replaced since.
   bool outdated() const noexcept;
   /// Ends an outdated room now if it has no members and no handler is running or paused.
@@ -91,9 +105,18 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   /// close; the room is snapshotted (with a store, when its service is idle) and its service
   /// destroyed.
   void shut_down();
-  /// With a store: snapshots the room if events happened since its last snapshot and its service
-  /// is idle (a paused one is left for the next time).
-  void save_if_changed();
+  /// With a store: whether events happened since its last snapshot that are worth keeping (not
+  /// only clients coming and going).
+  bool unsaved() const noexcept { return changed_ && used_ && alive() && service_; }
+  /// Worker::snapshot_tick when its oldest unsaved event happened.
+  std::uint64_t unsaved_since() const noexcept { return unsaved_since_; }
+  /// One step of `why` for the worker's snapshot work, about `budget` bytes copied: the bytes it
+  /// took. `done` once nothing more is to do for it: the snapshot is in the store (and, for
+  /// `hibernate`, the room has ended), the restore is over, or it cannot be done now (a busy room
+  /// is left for the next time).
+  std::size_t take_step(Step why, std::size_t budget, bool& done);
+  /// The step the worker's snapshot work holds for it, if any.
+  std::optional<Step> queued_step;
 
   // Context
   void send(MessageRecipient to, const MessagePayload& payload) override;
@@ -115,8 +138,9 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
     std::uint64_t timer_generation = 0;
   };
 
-  /// Whether an event must wait: a handler is running, or the service is paused.
-  bool busy() const noexcept { return running_ || state_ == State::paused; }
+  /// Whether an event must wait: a handler is running, the service is paused, or a snapshot or
+  /// restore is under way.
+  bool busy() const noexcept { return running_ || (state_ >= State::paused && state_ <= State::restoring); }
   /// Runs `event` now if the room is idle, else queues it.
   void deliver(Event&& event);
   /// With `ready` (the last handler finished): runs the queued events until the queue is empty or
@@ -156,8 +180,30 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   /// Brings the room back from `saved` (a snapshot()) instead of `init`; false when it starts
   /// afresh instead, the snapshot set aside in the store (StateStore::set_aside), with a new
   /// service when the old one may have taken part of it. True with failure_ set when the room
-  /// fails or cannot run now: the snapshot then stays as it is.
-  bool restore(std::span<const std::byte> saved, ServiceFactory& factory);
+  /// fails or cannot run now: the snapshot then stays as it is. A hosted service's first step
+  /// runs here (its memory grown, or refused); what it has left goes on in the worker's snapshot
+  /// work (the room `restoring`), and the room's own part is set once it is done (settle_restore).
+  bool restore(std::vector<std::byte> saved, ServiceFactory& factory);
+  /// After the service's restore: true (restored) sets up the room's own part of the snapshot;
+  /// false sets the snapshot aside and starts a new service (returns false then too, or true with
+  /// failure_ set when even that fails).
+  bool settle_restore(bool restored, ServiceFactory& factory);
+  /// Ends an empty room: snapshotted in steps first when it has a hosted service worth keeping.
+  void hibernate();
+  /// A restore in steps: the snapshot, where its service's part begins, and the room's own part.
+  struct Restoring {
+    std::vector<std::byte> saved;
+    std::size_t service_at = 0;
+    std::uint32_t next_client = 0;
+    std::int64_t timer_ms = -1;
+    std::vector<ClientId> members;
+  };
+  std::optional<Restoring> restoring_;
+  /// A snapshot in steps so far: the room's part, then the service's as it comes.
+  std::vector<std::byte> saving_;
+  std::size_t saving_header_ = 0;  ///< the size of the room's part in saving_
+  /// The room's part of a snapshot made by `by`, with room for `room_for` bytes of service.
+  std::vector<std::byte> snapshot_header(const ServiceFactory& by, std::size_t room_for) const;
   /// Why `factory` does not restore a snapshot made under `identity` and `layout`, by
   /// ServerOptions::on_module_change (none: it does; logged when they differ).
   std::optional<std::string> refuses_snapshot_of(std::string_view identity, std::string_view layout,
@@ -191,6 +237,7 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   std::optional<std::string> failure_;
   bool unavailable_ = false;  ///< failure_ came from Context::unavailable
   bool changed_ = false;      ///< events happened since the last snapshot
+  std::uint64_t unsaved_since_ = 0;  ///< see unsaved_since()
   bool stored_ = false;       ///< the store holds a snapshot of this room
   /// A message or a timer reached its service, or it was restored: a room that only saw clients
   /// come and go (a bare connect and close) leaves nothing in the store.

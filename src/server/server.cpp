@@ -31,23 +31,32 @@ Worker& Shared::worker_for_room(std::string_view room_id) const {
   return *workers[std::hash<std::string_view>{}(room_id) % workers.size()];
 }
 
-std::shared_ptr<Room> Worker::find_or_create_room(const std::string& room_id, const PeerAddress* creator,
-                                                  std::optional<Refusal>* refused) {
-  if (auto it = rooms.find(room_id); it != rooms.end() && it->second->alive()) return it->second;
-  if (auto why = shared.admission.admit_room(creator)) {
-    if (refused) *refused = why;
-    const auto& limits = shared.admission.limits();
-    shared.admission.log.report(
-        *why, *why == Refusal::rooms
-                  ? fmt::format("refused to create room '{}': {} rooms are alive (--max-rooms {})", room_id,
-                                shared.admission.rooms(), limits.rooms)
-                  : fmt::format("refused to create room '{}': its client's address creates rooms faster than "
-                                "--max-new-rooms-per-ip {} a second",
-                                room_id, limits.new_rooms_per_ip_per_second));
-    return nullptr;
+LoadedState load_state(StateStore& store, std::string_view room_id) {
+  try {
+    return store.load(room_id);
+  } catch (const std::exception& e) {
+    return LoadedState::unavailable(std::string("its snapshot cannot be read now: ") + e.what());
   }
+}
+
+std::optional<Refusal> Worker::admit_room(const std::string& room_id, const PeerAddress* creator) {
+  auto why = shared.admission.admit_room(creator);
+  if (!why) return std::nullopt;
+  const auto& limits = shared.admission.limits();
+  shared.admission.log.report(
+      *why, *why == Refusal::rooms
+                ? fmt::format("refused to create room '{}': {} rooms are alive (--max-rooms {})", room_id,
+                              shared.admission.rooms(), limits.rooms)
+                : fmt::format("refused to create room '{}': its client's address creates rooms faster than "
+                              "--max-new-rooms-per-ip {} a second",
+                              room_id, limits.new_rooms_per_ip_per_second));
+  return why;
+}
+
+std::shared_ptr<Room> Worker::create_room(const std::string& room_id, LoadedState saved,
+                                          std::optional<Refusal>* refused) {
   std::string unavailable;
-  auto room = Room::create(*this, room_id, &unavailable);
+  auto room = Room::create(*this, room_id, std::move(saved), &unavailable);
   if (!room) {
     shared.admission.room_ended();
     if (!unavailable.empty()) {
@@ -62,14 +71,126 @@ std::shared_ptr<Room> Worker::find_or_create_room(const std::string& room_id, co
   return room;
 }
 
-void Worker::snapshot_rooms_every(std::chrono::milliseconds interval) {
+std::shared_ptr<Room> Worker::find_or_create_room(const std::string& room_id, const PeerAddress* creator,
+                                                  std::optional<Refusal>* refused) {
+  if (auto it = rooms.find(room_id); it != rooms.end() && it->second->alive()) return it->second;
+  if (auto why = admit_room(room_id, creator)) {
+    if (refused) *refused = why;
+    return nullptr;
+  }
+  return create_room(room_id, shared.store ? load_state(*shared.store, room_id) : LoadedState::none(), refused);
+}
+
+void Worker::with_room(const std::string& room_id, const PeerAddress* creator, RoomReady ready) {
+  if (auto it = rooms.find(room_id); it != rooms.end() && it->second->alive()) return ready(it->second, {});
+  if (auto it = waking.find(room_id); it != waking.end()) {
+    it->second.push_back(std::move(ready));
+    return;
+  }
+  if (auto why = admit_room(room_id, creator)) return ready(nullptr, why);
+  if (!shared.store) {
+    std::optional<Refusal> refused;
+    auto room = create_room(room_id, LoadedState::none(), &refused);
+    return ready(std::move(room), refused);
+  }
+  waking[room_id].push_back(std::move(ready));
+  shared.state_loader->post([this, room_id, store = shared.store] {
+    auto saved = load_state(*store, room_id);
+    boost::asio::post(ioc, [this, room_id, saved = std::move(saved)]() mutable { woke(room_id, std::move(saved)); });
+  });
+}
+
+void Worker::woke(const std::string& room_id, LoadedState saved) {
+  auto it = waking.find(room_id);
+  if (it == waking.end()) return;
+  auto waiting = std::move(it->second);
+  waking.erase(it);
+  std::optional<Refusal> refused;
+  std::shared_ptr<Room> room;
+  if (shutting_down) {
+    shared.admission.room_ended();
+  } else {
+    room = create_room(room_id, std::move(saved), &refused);
+  }
+  for (auto& ready : waiting) ready(room, refused);
+}
+
+void Worker::tick_snapshots(std::chrono::milliseconds interval, std::chrono::milliseconds first) {
   if (!snapshot_timer) snapshot_timer.emplace(ioc);
-  snapshot_timer->expires_after(interval);
+  snapshot_timer->expires_after(first);
   snapshot_timer->async_wait([this, interval](boost::system::error_code ec) {
     if (ec || shutting_down) return;
-    for (auto& [id, room] : rooms) room->save_if_changed();
-    snapshot_rooms_every(interval);
+    ++snapshot_tick;
+    constexpr std::uint64_t due = 3, behind = 8;  // in ticks, four to an interval
+    std::vector<std::shared_ptr<Room>> unsaved;
+    std::size_t late = 0;
+    const Room* oldest = nullptr;
+    for (auto& [id, room] : rooms) {
+      if (!room->unsaved()) continue;
+      const std::uint64_t age = snapshot_tick - room->unsaved_since();
+      if (age >= due) unsaved.push_back(room);
+      if (age >= behind) ++late;
+      if (!oldest || room->unsaved_since() < oldest->unsaved_since()) oldest = room.get();
+    }
+    std::sort(unsaved.begin(), unsaved.end(),
+              [](const auto& a, const auto& b) { return a->unsaved_since() < b->unsaved_since(); });
+    for (auto& room : unsaved) queue_step(room, SnapshotStep::save);
+    const auto now = std::chrono::steady_clock::now();
+    if (late > 0 && now - behind_reported_ >= std::chrono::seconds(10)) {
+      behind_reported_ = now;
+      spdlog::warn("snapshots fall behind: {} room(s) have events not saved for more than two --snapshot-interval "
+                   "({} ms) (the oldest, '{}', for {} ms); a crash now would lose them",
+                   late, 2 * interval.count(), oldest->id(),
+                   (snapshot_tick - oldest->unsaved_since()) * static_cast<std::uint64_t>(interval.count()) / 4);
+    }
+    const auto tick = std::max(interval / 4, std::chrono::milliseconds(1));
+    tick_snapshots(interval, tick);
   });
+}
+
+void Worker::queue_step(const std::shared_ptr<Room>& room, SnapshotStep why) {
+  if (room->queued_step) {
+    room->queued_step = std::min(*room->queued_step, why);
+    return;
+  }
+  room->queued_step = why;
+  if (why == SnapshotStep::save) {
+    steps_.push_back(room);
+  } else {
+    steps_.push_front(room);
+  }
+  if (!steps_posted_) {
+    steps_posted_ = true;
+    boost::asio::post(ioc, [this] { take_steps(); });
+  }
+}
+
+void Worker::take_steps() {
+  steps_posted_ = false;
+  std::size_t budget = snapshot_step_bytes;
+  while (!steps_.empty() && budget > 0 && !shutting_down) {
+    auto room = steps_.front().lock();
+    if (!room || !room->queued_step) {
+      steps_.pop_front();
+      continue;
+    }
+    bool done = false;
+    const SnapshotStep why = *room->queued_step;
+    // Even a small room's step costs something: a pass takes a few hundred of them at most.
+    const std::size_t took = std::max<std::size_t>(room->take_step(why, budget, done), 4096);
+    // Done, unless another step was asked for meanwhile (the room hibernates once saved): that
+    // one keeps the room's place.
+    if (done && room->queued_step == why) {
+      room->queued_step.reset();
+      auto it = std::find_if(steps_.begin(), steps_.end(), [&](const auto& w) { return w.lock() == room; });
+      if (it != steps_.end()) steps_.erase(it);  // the front, unless the step queued one ahead of it
+    }
+    budget -= std::min(budget, took);
+  }
+  if (!steps_.empty() && !shutting_down) {
+    steps_posted_ = true;
+    boost::asio::post(ioc, [this] { take_steps(); });
+  }
 }
 
 }  // namespace server
@@ -227,6 +348,7 @@ Status Server::start() {
       return Status::error(e.what());
     }
   }
+  if (impl.shared.store) impl.shared.state_loader = std::make_unique<server::IoThread>();
   impl.shared.admission.configure({
       .connections = options.max_connections ? options.max_connections : connections_that_fit(),
       .connections_per_ip = options.max_connections_per_ip,
@@ -273,8 +395,10 @@ Status Server::start() {
   if (!options.client_dir.empty() || !options.static_dir.empty()) impl.shared.files = std::make_unique<server::FileReader>();
   impl.accept_next();
   for (auto& worker : impl.shared.workers) {
+    // Staggered: the workers' ticks spread over the first quarter interval.
     if (impl.shared.store && options.snapshot_interval.count() > 0)
-      worker->snapshot_rooms_every(options.snapshot_interval);
+      worker->tick_snapshots(options.snapshot_interval,
+                             options.snapshot_interval / 4 * (worker->index + 1) / impl.shared.workers.size());
     worker->thread = std::thread([&w = *worker] { w.ioc.run(); });
   }
   {
@@ -463,6 +587,7 @@ void Server::Impl::finish_stop() {
   accept_timer.reset();
   acceptor.reset();
   shared.files.reset();  // joined before the workers go: it posts to them
+  shared.state_loader.reset();
   shared.workers.clear();
   if (shared.store) shared.store->flush();  // the rooms' last snapshots, on disk before "stopped"
   {

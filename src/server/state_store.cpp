@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -40,6 +41,8 @@ constexpr std::string_view magic = "STATEROOM-SNAPSHOT\n";
 constexpr std::uint32_t format = 1;
 constexpr std::uint64_t max_snapshot = std::uint64_t{8} << 30;  // what a file may claim to hold
 constexpr int zstd_level = 3;
+/// The writer thread's niceness (see write_loop).
+constexpr int writer_niceness = 10;
 
 constexpr auto put = ::stateroom::detail::put_le<std::string>;
 using Reader = ::stateroom::detail::LittleEndianReader<char>;
@@ -263,6 +266,9 @@ class DirectoryStore final : public StateStore {
     Snapshot snapshot;  ///< null unless `op` is write
     Op op = Op::write;
     std::uint64_t sequence = 0;  ///< which save it is
+    /// A set_aside not done yet when this op replaced it: the file is set aside first, so a
+    /// snapshot set aside is never overwritten by the next one.
+    bool set_aside_first = false;
   };
 
   /// Removes the temporary files of writes that a crash cut short (the snapshot before each is
@@ -347,13 +353,17 @@ class DirectoryStore final : public StateStore {
     {
       std::lock_guard lock(mutex_);
       auto [it, fresh] = pending_.try_emplace(std::string(room_id));
-      it->second = Pending{std::move(snapshot), op, ++queued_};
+      const bool set_aside_first = !fresh && (it->second.op == Op::set_aside || it->second.set_aside_first);
+      it->second = Pending{std::move(snapshot), op, ++queued_, set_aside_first && op != Op::set_aside};
       order_.push_back(it->first);
     }
     wake_.notify_one();
   }
 
   void write_loop() {
+    // Below the workers: compressing and writing a large snapshot takes a core for a while, and a
+    // room's events come first (the writer still gets its share of a busy machine).
+    ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), writer_niceness);
     std::unique_lock lock(mutex_);
     for (;;) {
       wake_.wait(lock, [&] { return stopping_ || !order_.empty(); });
@@ -386,11 +396,11 @@ class DirectoryStore final : public StateStore {
         return fmt::format("cannot remove {}: {}", path.string(), std::strerror(errno));
       return std::nullopt;
     }
-    if (entry.op == Op::set_aside) {
+    if (entry.op == Op::set_aside || entry.set_aside_first) {
       const fs::path aside = fs::path(path) += ".unreadable";
       if (::rename(path.c_str(), aside.c_str()) != 0 && errno != ENOENT)
         return fmt::format("cannot set aside {}: {}", path.string(), std::strerror(errno));
-      return std::nullopt;
+      if (entry.op == Op::set_aside) return std::nullopt;
     }
     try {
       return write_atomically(path, encode_file(room_id, *entry.snapshot));

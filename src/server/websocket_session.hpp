@@ -51,7 +51,8 @@ class BasicWebSocketSession final : public Client,
   BasicWebSocketSession(const BasicWebSocketSession&) = delete;
   BasicWebSocketSession& operator=(const BasicWebSocketSession&) = delete;
 
-  /// Answers the handshake (the 101 leaves with the first messages) and joins the room.
+  /// Answers the handshake (the 101 leaves with the first messages) and joins the room once it
+  /// is there (Worker::with_room: a waking room's saved state is read off this thread first).
   void start();
 
   // Client
@@ -67,6 +68,8 @@ class BasicWebSocketSession final : public Client,
   using Clock = std::chrono::steady_clock;
   enum class Drop : bool { none, unstarted };
 
+  /// The room is there (or refused): joins it and starts reading, or closes.
+  void enter(std::shared_ptr<Room> room, std::optional<Refusal> refused);
   void wait_readable();
   /// Waits for the socket to be readable or writable, then reads (on_readable) or writes (flush).
   void wait(boost::asio::socket_base::wait_type type);

@@ -78,14 +78,31 @@ void BasicWebSocketSession<Socket>::start() {
   handshake_.accept_key = {};
   last_heard_ = Clock::now();
   cork();
+  if (worker_.shutting_down) {
+    wait_readable();  // carries the close handshake
+    begin_close(protocol::CloseCode::going_away, "server shutting down", Drop::none);
+    return;
+  }
+  // Nothing is read until the room is there (a waking room's state is read off this thread): what
+  // the client sends meanwhile waits in the socket, for the room.
+  reading_paused_ = true;
+  worker_.with_room(room_id_, &ticket_.address(),
+                    [self = this->shared_from_this()](std::shared_ptr<Room> room, std::optional<Refusal> refused) {
+                      self->enter(std::move(room), refused);
+                    });
+}
+
+template <class Socket>
+void BasicWebSocketSession<Socket>::enter(std::shared_ptr<Room> room, std::optional<Refusal> refused) {
+  if (done_) return;
+  reading_paused_ = false;
   wait_readable();  // also carries the close handshake, whatever happens next
+  if (closing_) return;
   if (worker_.shutting_down) {
     begin_close(protocol::CloseCode::going_away, "server shutting down", Drop::none);
     return;
   }
-  std::optional<Refusal> refused;
-  auto room = worker_.find_or_create_room(room_id_, &ticket_.address(), &refused);
-  if (!room) {
+  if (!room || !room->alive()) {
     if (refused) {
       begin_close(protocol::CloseCode::try_again_later,
                   *refused == Refusal::rooms                   ? "too many rooms"

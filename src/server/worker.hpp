@@ -7,6 +7,8 @@
 #include <atomic>
 #include <cstdint>
 #include <cstddef>
+#include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -18,6 +20,7 @@
 #include "client.hpp"
 #include "file_reader.hpp"
 #include "gate.hpp"
+#include "io_thread.hpp"
 #include "protocol/deflate.hpp"
 #include "stateroom/server.hpp"
 
@@ -25,6 +28,7 @@ namespace stateroom::server {
 
 class Room;
 struct Worker;
+enum class SnapshotStep : std::uint8_t;  // room.hpp
 
 /// A connection with output waiting for the end of this pass of its worker's event loop.
 class Corked {
@@ -63,11 +67,18 @@ struct Shared {
   /// The static files' thread, when the server serves a static directory. Declared after the
   /// workers so that it is joined before they go: it posts its answers to them.
   std::unique_ptr<FileReader> files;
+  /// The thread that reads waking rooms' saved state (store->load: the file, its checks, its
+  /// decompression), when there is a store: a worker never waits on the disk. After the workers,
+  /// like `files`.
+  std::unique_ptr<IoThread> state_loader;
 
   /// The worker a room lives on: chosen by hashing its id, so every connection to a room reaches
   /// the same thread without any lookup shared between threads.
   Worker& worker_for_room(std::string_view room_id) const;
 };
+
+/// `store`'s snapshot of `room_id`: what load() says, and `unavailable` when it throws.
+LoadedState load_state(StateStore& store, std::string_view room_id);
 
 struct Worker {
   Worker(Shared& shared, std::size_t index) : shared(shared), index(index) {}
@@ -109,16 +120,52 @@ struct Worker {
   std::vector<std::shared_ptr<Corked>> corked;    ///< to flush at the end of this pass
   std::vector<std::shared_ptr<Corked>> flushing;  ///< being flushed (kept for its capacity)
 
-  /// The room `room_id`, created (service built, `init` delivered) if it does not exist, for a
-  /// client at `creator` (none: not for a client). Null when the service could not be built or
-  /// failed in `init` (logged), or when a budget refuses a new room (then `*refused` says which).
+  /// The room `room_id`, created (service built, its saved state restored or `init` delivered)
+  /// if it does not exist, for a client at `creator` (none: not for a client). Null when the
+  /// service could not be built or failed in `init` (logged), or when a budget refuses a new room
+  /// or its saved state cannot be used now (then `*refused` says which). Reads the saved state on
+  /// this thread: for tests and tools; connections use with_room.
   std::shared_ptr<Room> find_or_create_room(const std::string& room_id, const PeerAddress* creator = nullptr,
                                             std::optional<Refusal>* refused = nullptr);
+  /// What with_room hands over: the room (null as find_or_create_room's) and why it was refused.
+  using RoomReady = std::function<void(std::shared_ptr<Room> room, std::optional<Refusal> refused)>;
+  /// Calls `ready` with the room `room_id` as find_or_create_room finds or makes it: at once when
+  /// it is alive or there is no store, else once its saved state has been read on the state
+  /// loader's thread (the other connects to it wait with this one, in order).
+  void with_room(const std::string& room_id, const PeerAddress* creator, RoomReady ready);
+  /// Rooms whose saved state is being read, with the connects that wait for them.
+  std::unordered_map<std::string, std::vector<RoomReady>> waking;
 
   std::unique_ptr<Compression> compression_;
 
-  /// Snapshots the rooms with events since their last one, every options.snapshot_interval.
-  void snapshot_rooms_every(std::chrono::milliseconds interval);
+ private:
+  /// Takes a place in the room budget for a new room `room_id` (logging a refusal); why not.
+  std::optional<Refusal> admit_room(const std::string& room_id, const PeerAddress* creator);
+  /// Builds the admitted room `room_id` from `saved`, gives its place back when it cannot start.
+  std::shared_ptr<Room> create_room(const std::string& room_id, LoadedState saved, std::optional<Refusal>* refused);
+  /// The saved state of waking room `room_id` has been read: the room starts, its connects go on.
+  void woke(const std::string& room_id, LoadedState saved);
+  /// Runs the snapshot work of one pass (snapshot_step_bytes), then posts itself again while
+  /// there is more.
+  void take_steps();
+  std::deque<std::weak_ptr<Room>> steps_;  ///< rooms with a step queued, in order
+  bool steps_posted_ = false;
+  std::chrono::steady_clock::time_point behind_reported_{};  ///< the last "fall behind" line
+
+ public:
+
+  /// Starts the periodic snapshots: four ticks every `interval`, the first after `first`. At each
+  /// tick the rooms whose oldest unsaved event is three ticks old are queued for a snapshot, the
+  /// oldest first; a room left unsaved for two intervals is said in the log (at most every 10 s).
+  void tick_snapshots(std::chrono::milliseconds interval, std::chrono::milliseconds first);
+  /// Ticks of the periodic snapshots so far (Room::unsaved_since).
+  std::uint64_t snapshot_tick = 0;
+  /// How much copying one pass of the event loop gives to snapshots and restores in steps: about
+  /// a millisecond, so that a large room's snapshot never holds its neighbours up for long.
+  static constexpr std::size_t snapshot_step_bytes = std::size_t{2} << 20;
+  /// Queues a step of `why` for `room` in the snapshot work (a restore or a hibernation goes
+  /// ahead of periodic snapshots; a room holds one place, for its most urgent step).
+  void queue_step(const std::shared_ptr<Room>& room, SnapshotStep why);
 
   // Declared last so it is destroyed first: handlers still queued in it are destroyed while the
   // rest of the worker is alive.
@@ -126,7 +173,7 @@ struct Worker {
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work{
       ioc.get_executor()};
   std::thread thread;
-  /// For snapshot_rooms_every; after `ioc`, so it goes before it.
+  /// For tick_snapshots; after `ioc`, so it goes before it.
   std::optional<boost::asio::steady_timer> snapshot_timer;
 };
 

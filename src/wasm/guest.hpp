@@ -86,16 +86,23 @@ class Guest final : public HostedService {
     return instance_.calls().resume_delay();
   }
   std::vector<std::byte> snapshot() override { return instance_.snapshot(); }
+  bool snapshot_step(std::vector<std::byte>& out, std::size_t bytes, bool first) override {
+    return instance_.snapshot_step(out, bytes, first);
+  }
   bool restore(std::span<const std::byte> state, Context& ctx) override {
-    if (auto error = instance_.restore(state)) {
+    return restore_step(state, SIZE_MAX, ctx) != Restoring::refused;
+  }
+  Restoring restore_step(std::span<const std::byte> state, std::size_t bytes, Context& ctx) override {
+    bool done = false;
+    if (auto error = instance_.restore_step(state, bytes, done)) {
       if (instance_.cannot_restore_now()) {
         ctx.unavailable(*error);  // the room is refused for now, its snapshot kept
-        return true;
+        return Restoring::restored;
       }
       spdlog::warn("room '{}': its snapshot does not fit this instance: {}", instance_.room_id(), *error);
-      return false;
+      return Restoring::refused;
     }
-    return true;
+    return done ? Restoring::restored : Restoring::more;
   }
 
  private:

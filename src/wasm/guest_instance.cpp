@@ -196,15 +196,44 @@ bool GuestInstance::bind_tables() {
 
 std::vector<std::byte> GuestInstance::snapshot() {
   std::vector<std::byte> out;
-  if (!module_->not_persistent.empty() || calls_.pending() || !bind_globals() || !bind_tables()) return out;
+  snapshot_step(out, SIZE_MAX, true);
+  return out;
+}
+
+bool GuestInstance::snapshot_step(std::vector<std::byte>& out, std::size_t budget, bool first) {
+  if (first) {
+    snapshot_next_page_ = 0;
+    snapshot_kept_ = 0;
+    if (!begin_snapshot(out)) return true;  // nothing to keep
+  }
   const wasmtime_memory_t& memory = memory_.handle();
   const std::uint8_t* base = wasmtime_memory_data(context_, &memory);
+  const std::uint64_t pages = wasmtime_memory_data_size(context_, &memory) / snapshot_page;
+  // Every page is read (the zero ones too), so every page counts against the step's budget.
+  for (std::size_t done = 0; snapshot_next_page_ < pages && done < budget; ++snapshot_next_page_, done += snapshot_page) {
+    const std::uint8_t* page = base + snapshot_next_page_ * snapshot_page;
+    if (all_zero(page)) continue;
+    put(out, snapshot_next_page_, 4);
+    const auto* bytes = reinterpret_cast<const std::byte*>(page);
+    out.insert(out.end(), bytes, bytes + snapshot_page);
+    ++snapshot_kept_;
+  }
+  if (snapshot_next_page_ < pages) return false;
+  for (int i = 0; i < 4; ++i) out[snapshot_count_at_ + i] = static_cast<std::byte>(snapshot_kept_ >> (8 * i));
+  return true;
+}
+
+bool GuestInstance::begin_snapshot(std::vector<std::byte>& out) {
+  if (!module_->not_persistent.empty() || calls_.pending() || !bind_globals() || !bind_tables()) return false;
+  const std::size_t start = out.size();
+  const wasmtime_memory_t& memory = memory_.handle();
   const std::uint64_t size = wasmtime_memory_data_size(context_, &memory);
   // Room for every page: untouched capacity costs address space, not memory, and the vector never
   // moves (a large room's snapshot would otherwise be copied as it grows).
   std::uint64_t table_entries = 0;
   for (const wasmtime_table_t& table : tables_) table_entries += wasmtime_table_size(context_, &table);
-  out.reserve(64 + 9 * globals_.size() + 4 * (tables_.size() + table_entries) + size + (size / snapshot_page) * 4);
+  out.reserve(start + 64 + 9 * globals_.size() + 4 * (tables_.size() + table_entries) + size +
+              (size / snapshot_page) * 4);
   put(out, snapshot_magic, 4);
   put(out, snapshot_version, 4);
   put(out, size, 8);
@@ -231,7 +260,8 @@ std::vector<std::byte> GuestInstance::snapshot() {
         break;
       default:
         wasmtime_val_unroot(&value);
-        return {};  // globals.rs exports numbers only
+        out.resize(start);
+        return false;  // globals.rs exports numbers only
     }
     put(out, value.kind, 1);
     put(out, bits, 8);
@@ -241,7 +271,8 @@ std::vector<std::byte> GuestInstance::snapshot() {
     if (!warned_tables_)
       spdlog::warn("room '{}': its snapshot cannot hold a table: {}; its state is not kept", room_id_, why);
     warned_tables_ = true;
-    return std::vector<std::byte>();
+    out.resize(start);
+    return false;
   };
   put(out, tables_.size(), 4);
   for (const wasmtime_table_t& table : tables_) {
@@ -265,24 +296,61 @@ std::vector<std::byte> GuestInstance::snapshot() {
       put(out, entry, 4);
     }
   }
-  const std::uint64_t pages = size / snapshot_page;
   put(out, snapshot_page, 4);
-  const std::size_t count_at = out.size();
-  put(out, 0, 4);
-  std::uint32_t kept = 0;
-  for (std::uint64_t p = 0; p < pages; ++p) {
-    const std::uint8_t* page = base + p * snapshot_page;
-    if (all_zero(page)) continue;
-    put(out, p, 4);
-    const auto* bytes = reinterpret_cast<const std::byte*>(page);
-    out.insert(out.end(), bytes, bytes + snapshot_page);
-    ++kept;
-  }
-  for (int i = 0; i < 4; ++i) out[count_at + i] = static_cast<std::byte>(kept >> (8 * i));
-  return out;
+  snapshot_count_at_ = out.size();
+  put(out, 0, 4);  // the pages kept: set once they are
+  return true;
 }
 
 std::optional<std::string> GuestInstance::restore(std::span<const std::byte> state) {
+  bool done = false;
+  while (!done)
+    if (auto error = restore_step(state, SIZE_MAX, done)) return error;
+  return std::nullopt;
+}
+
+std::optional<std::string> GuestInstance::restore_step(std::span<const std::byte> state, std::size_t budget,
+                                                       bool& done) {
+  done = false;
+  if (!restoring_) {
+    if (auto error = begin_restore(state)) return error;
+    restoring_ = true;
+  }
+  // The pages kept come in increasing order; those between them are zero (the fresh instance's
+  // memory may hold its data segments there). Every byte written counts against the budget.
+  const wasmtime_memory_t& memory = memory_.handle();
+  std::uint8_t* base = wasmtime_memory_data(context_, &memory);
+  Reader in{state.subspan(restore_offset_)};
+  std::size_t work = 0;
+  for (; restore_left_ > 0 && work < budget; --restore_left_) {
+    const std::uint64_t p = in.get(4);
+    if (!in.ok || p < restore_next_ || p >= restore_pages_ || in.in.size() < snapshot_page)
+      return std::string("a truncated or corrupt snapshot");
+    std::memset(base + restore_next_ * snapshot_page, 0, (p - restore_next_) * snapshot_page);
+    std::memcpy(base + p * snapshot_page, in.in.data(), snapshot_page);
+    in.in = in.in.subspan(snapshot_page);
+    work += (p - restore_next_ + 1) * snapshot_page;
+    restore_next_ = p + 1;
+  }
+  restore_offset_ = state.size() - in.in.size();
+  if (restore_left_ > 0) return std::nullopt;
+  while (restore_next_ < restore_pages_ && work < budget) {
+    const std::uint64_t zero = std::min<std::uint64_t>(restore_pages_ - restore_next_,
+                                                       std::max<std::uint64_t>(1, (budget - work) / snapshot_page));
+    std::memset(base + restore_next_ * snapshot_page, 0, zero * snapshot_page);
+    restore_next_ += zero;
+    work += zero * snapshot_page;
+  }
+  if (restore_next_ < restore_pages_) return std::nullopt;
+  if (!in.in.empty()) return std::string("bytes past the end of the snapshot");
+  calls_.set_block(restore_block_.first, restore_block_.second);
+  memory_.bind(context_, memory);
+  restoring_ = false;
+  done = true;
+  return std::nullopt;
+}
+
+std::optional<std::string> GuestInstance::begin_restore(std::span<const std::byte> state) {
   if (!module_->not_persistent.empty()) return module_->not_persistent;
   if (!bind_globals()) return std::string("the instance lacks its globals' exports");
   if (!bind_tables()) return std::string("the instance lacks its tables' exports");
@@ -383,26 +451,13 @@ std::optional<std::string> GuestInstance::restore(std::span<const std::byte> sta
   const std::uint64_t page_size = in.get(4);
   const std::uint64_t kept = in.get(4);
   if (!in.ok || page_size != snapshot_page) return std::string("a snapshot with pages of another size");
-  // The pages kept come in increasing order; those between them are zero (the fresh instance's
-  // memory may hold its data segments there).
-  std::uint8_t* base = wasmtime_memory_data(context_, &memory);
-  const std::uint64_t pages = size / snapshot_page;
-  std::uint64_t next = 0;  // the first page not written yet
-  for (std::uint64_t i = 0; i < kept; ++i) {
-    const std::uint64_t p = in.get(4);
-    if (!in.ok || p < next || p >= pages || in.in.size() < snapshot_page)
-      return std::string("a truncated or corrupt snapshot");
-    std::memset(base + next * snapshot_page, 0, (p - next) * snapshot_page);
-    std::memcpy(base + p * snapshot_page, in.in.data(), snapshot_page);
-    in.in = in.in.subspan(snapshot_page);
-    next = p + 1;
-  }
-  std::memset(base + next * snapshot_page, 0, (pages - next) * snapshot_page);
-  if (!in.in.empty()) return std::string("bytes past the end of the snapshot");
   if (block_size != 0 && static_cast<std::uint64_t>(block_ptr) + block_size > size)
     return std::string("the snapshot's event block lies outside its memory");
-  calls_.set_block(block_ptr, block_size);
-  memory_.bind(context_, memory);
+  restore_block_ = {block_ptr, block_size};
+  restore_left_ = kept;
+  restore_next_ = 0;
+  restore_pages_ = size / snapshot_page;
+  restore_offset_ = state.size() - in.in.size();
   return std::nullopt;
 }
 

@@ -53,11 +53,18 @@ class GuestInstance {
   /// mutable globals and the host's event block. Empty when the module's rooms cannot be kept
   /// (Module::Impl::not_persistent) or a call is under way.
   std::vector<std::byte> snapshot();
+  /// snapshot() in steps of about `budget` bytes of memory read, appended to `out` (`first`
+  /// begins a snapshot); true once it is complete (nothing appended: nothing to keep). Nothing
+  /// may run in the instance between the steps of one snapshot.
+  bool snapshot_step(std::vector<std::byte>& out, std::size_t budget, bool first);
   /// Puts `state`, from snapshot() of an instance of the same module, into this instance, which
   /// has not run anything since it started: its memory grows to the snapshot's size (within its
   /// limits) and takes the snapshot's contents, its globals their values. The reason when it
   /// cannot (then the instance must not be used).
   std::optional<std::string> restore(std::span<const std::byte> state);
+  /// restore() in steps of about `budget` bytes of memory written, `state` the same at each;
+  /// `done` once restored. The reason when it cannot be (then the instance must not be used).
+  std::optional<std::string> restore_step(std::span<const std::byte> state, std::size_t budget, bool& done);
   /// After restore() failed: whether for want of memory this run does not give (the room's cap or
   /// the shared budget) rather than for anything wrong with the snapshot; such a room may be
   /// restored later.
@@ -110,6 +117,22 @@ class GuestInstance {
   /// The export `stateroom:<kind>:<k>` the load-time rewrite added, if it is there and a `type`.
   std::optional<wasmtime_extern_t> reserved_export(std::string_view kind, std::uint32_t k,
                                                    wasmtime_extern_kind_t type);
+  /// Appends a snapshot's header, globals and tables and the place of its page count to `out`;
+  /// false (nothing appended) when there is nothing to keep.
+  bool begin_snapshot(std::vector<std::byte>& out);
+  /// Takes a snapshot's header, globals and tables and grows the memory: what restore_step does
+  /// before the pages.
+  std::optional<std::string> begin_restore(std::span<const std::byte> state);
+  std::uint64_t snapshot_next_page_ = 0;  ///< the next page a snapshot in steps reads
+  std::uint32_t snapshot_kept_ = 0;       ///< the pages it kept so far
+  std::size_t snapshot_count_at_ = 0;     ///< where their count goes
+  bool restoring_ = false;                ///< a restore in steps is under way
+  std::size_t restore_offset_ = 0;        ///< where its next page lies in the state
+  std::uint64_t restore_left_ = 0;        ///< the pages it has still to write
+  std::uint64_t restore_next_ = 0;        ///< the first page not written yet
+  std::uint64_t restore_pages_ = 0;       ///< the memory's pages
+  std::pair<std::uint32_t, std::uint32_t> restore_block_{};  ///< the host's event block
+
   /// Finds the mutable globals' exports; false when one is missing.
   bool bind_globals();
   /// Finds the tables' and their functions' exports; false when one is missing.

@@ -287,6 +287,16 @@ TEST_F(StateStoreTest, ASnapshotSetAsideIsKeptForALookAndNotLoadedAgain) {
   store->flush();
   EXPECT_EQ(found(make_directory_store(dir_)->load("r")), bytes_of("new"));
   EXPECT_EQ(fs::file_size(fs::path(file_of("r")) += ".unreadable"), old_size) << "the old one was overwritten";
+  // A save right behind the set_aside, before the writer got to either: the file is set aside
+  // first all the same.
+  fs::remove(fs::path(file_of("r")) += ".unreadable");
+  const auto new_size = fs::file_size(file_of("r"));
+  store->set_aside("r", "refused again");
+  store->save("r", bytes_of("newer"));
+  EXPECT_EQ(found(store->load("r")), bytes_of("newer"));
+  store->flush();
+  EXPECT_EQ(fs::file_size(fs::path(file_of("r")) += ".unreadable"), new_size);
+  EXPECT_EQ(found(make_directory_store(dir_)->load("r")), bytes_of("newer"));
   EXPECT_TRUE(logged("room 'r': its snapshot cannot be used (its service did not take it)"));
 }
 

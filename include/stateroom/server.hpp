@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "service.hpp"
+#include "memory_budget.hpp"
 #include "state_store.hpp"
 
 namespace stateroom {
@@ -114,6 +115,16 @@ struct ServerOptions {
   /// happen in it. Only services that snapshot (Service::snapshot; every WebAssembly module but
   /// those Module::persistence_problem names) are kept. Empty: nothing is kept (unless `state_store` is set).
   std::string state_dir{};
+  /// The bytes `state_dir`'s files may take together (compressed, as stored). Past it, the
+  /// snapshots of the rooms that are not alive and were used least recently are removed (one log
+  /// line each) until the files are within it; such a room starts afresh at its next connect.
+  /// 4 GiB by default, sized to a small deployment.
+  std::uint64_t state_max_bytes = std::uint64_t{4} << 30;
+  /// The rooms (files) `state_dir` may hold; past it, the same. 100,000 by default.
+  std::size_t state_max_rooms = 100000;
+  /// A room not alive and not used for longer than this loses its snapshot (checked every tenth of
+  /// it, at least once a minute); 0, the default: snapshots are kept however old.
+  std::chrono::seconds state_ttl{0};
   /// A store of your own instead of `state_dir`'s (another process's, a database).
   std::shared_ptr<StateStore> state_store{};
   /// How often a room with events since its last snapshot is snapshotted again (what a crash
@@ -125,6 +136,13 @@ struct ServerOptions {
   /// only code), else starts afresh; `keep` restores it anyway.
   enum class OnModuleChange : std::uint8_t { fresh, layout, keep };
   OnModuleChange on_module_change = OnModuleChange::fresh;
+  /// What the rooms' snapshots count against while they are held in memory (being taken, read
+  /// back, or waiting for the store to write them): give it the WebAssembly engine's
+  /// (wasm::Engine::memory_budget) so that snapshots and instances share one bound. A periodic
+  /// snapshot that does not fit waits for the next interval; a room whose snapshot does not fit
+  /// as it hibernates stays alive (a WebAssembly room exchanges its instance for its snapshot, and
+  /// always may). Null: a budget of half the machine's memory, for the snapshots alone.
+  std::shared_ptr<MemoryBudget> memory_budget{};
 };
 
 /// Whether `entry` can stand in ServerOptions::allowed_origins: `*`, or `scheme://host[:port]`

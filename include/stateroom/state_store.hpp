@@ -1,6 +1,7 @@
 // StateStore: where rooms' snapshots are kept between their lives (ServerOptions::state_dir).
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -11,6 +12,8 @@
 #include <vector>
 
 namespace stateroom {
+
+class MemoryBudget;  // stateroom/memory_budget.hpp
 
 /// What StateStore::load found for a room.
 struct LoadedState {
@@ -46,6 +49,10 @@ class StateStore {
   virtual void save(std::string_view room_id, std::vector<std::byte> snapshot) = 0;
   /// Forgets `room_id`'s snapshot.
   virtual void remove(std::string_view room_id) = 0;
+  /// `room_id` ended with the snapshot last saved (it hibernated, or the server stops): from now
+  /// on until it is loaded again, its snapshot may go when the store is over its bounds (the least
+  /// recently used first). A room that is alive is never evicted. This default keeps everything.
+  virtual void asleep(std::string_view /*room_id*/) {}
   /// `room_id`'s snapshot was read but cannot be used (its service refused it, another module
   /// made it): it is kept aside for a look, not overwritten by the room's next snapshot, and
   /// load() finds nothing from now on. `why` goes to the log.
@@ -54,13 +61,26 @@ class StateStore {
   virtual void flush() = 0;
 };
 
-/// How a directory store reads.
+/// How a directory store reads, and how much it keeps.
 struct DirectoryStoreOptions {
   /// The largest snapshot (uncompressed) a file may hold: a file that claims more is not read
   /// (nothing is allocated for it), its room is refused with `unavailable` and the file kept, as
   /// for a room that no longer fits the limits of this run. Default: a 4 GiB WebAssembly memory
   /// and what a room keeps beside it.
   std::uint64_t max_snapshot_bytes = (std::uint64_t{4} << 30) + (std::uint64_t{64} << 20);
+  /// The bytes the files may take together (as stored: compressed). Past it, the snapshots of the
+  /// rooms asleep (StateStore::asleep) and unused for longest are removed until the files are
+  /// within it again; a room alive is never evicted, nor a file a pending write replaces.
+  /// Default 4 GiB: sized to a small deployment.
+  std::uint64_t max_bytes = std::uint64_t{4} << 30;
+  /// The files (rooms) the directory may hold; past it, the same. Default 100,000.
+  std::size_t max_rooms = 100000;
+  /// A room asleep and unused (not loaded, saved or put to sleep) for longer than this is removed;
+  /// checked every tenth of it, at least once a minute. 0 (the default): kept however old.
+  std::chrono::seconds ttl{0};
+  /// The budget the snapshots held in memory (saved, not yet written, or kept because the
+  /// directory cannot be written) are charged to; none: not counted.
+  std::shared_ptr<MemoryBudget> memory{};
 };
 
 /// The store of `--state-dir`: one file per room in `dir` (created if missing), written atomically
@@ -70,13 +90,25 @@ struct DirectoryStoreOptions {
 /// the options before anything is allocated. A file that is corrupt, truncated or another room's
 /// is refused with one warning and set aside (`.unreadable`). A directory that cannot be written
 /// makes each save fail with an error in the log, the room's state staying in memory meanwhile.
-/// Throws std::runtime_error when `dir` cannot be made or read.
+/// The store keeps an index of its files (their sizes and when their rooms were last used: at
+/// start, the files' modification times) and holds them within `max_bytes`, `max_rooms` and `ttl`
+/// by removing the least recently used rooms asleep, one line in the log (info) each; an evicted
+/// room starts afresh. Throws std::runtime_error when `dir` cannot be made or read.
 std::shared_ptr<StateStore> make_directory_store(const std::filesystem::path& dir,
                                                  const DirectoryStoreOptions& options = {});
 
+/// How much an in-memory store keeps.
+struct MemoryStoreOptions {
+  /// The bytes of snapshots it holds; past it the rooms asleep and unused for longest are dropped
+  /// (a snapshot of a room alive is kept, even one that alone passes it). Default 256 MiB.
+  std::uint64_t max_bytes = std::uint64_t{256} << 20;
+  /// The budget its snapshots are charged to; none: not counted.
+  std::shared_ptr<MemoryBudget> memory{};
+};
+
 /// A store in this process's memory: rooms outlive their hibernation and Server::replace_factory,
 /// not the process (`stateroom dev` without --state-dir).
-std::shared_ptr<StateStore> make_memory_store();
+std::shared_ptr<StateStore> make_memory_store(const MemoryStoreOptions& options = {});
 
 /// The file name the directory store gives `room_id`: its bytes as they are when they are ASCII
 /// letters, digits, `-` or `_`, else `%XX`, after `r-` and before `.snapshot`; past 200

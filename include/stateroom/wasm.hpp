@@ -22,6 +22,7 @@
 #include <string>
 #include <string_view>
 
+#include "memory_budget.hpp"
 #include "service.hpp"
 
 namespace stateroom::wasm {
@@ -30,9 +31,10 @@ namespace stateroom::wasm {
 struct Limits {
   /// The most linear memory one room's instance may have; growing past it fails the room.
   std::uint64_t memory_bytes = 64ull << 20;
-  /// The most linear memory all rooms of the Engine may have together. A room whose growth would
-  /// pass it fails (1011); a room that cannot start within it is refused (its client is closed with
-  /// 1013, try again later). 0: half the machine's memory (the lower of its RAM and the memory
+  /// The most linear memory all rooms of the Engine may have together (and the snapshots a server
+  /// holds in memory, when it shares the budget: Engine::memory_budget). A room whose growth would
+  /// pass it ends (1013, its last snapshot kept); a room that cannot start or be restored within
+  /// it is refused (its client is closed with 1013, try again later). 0: half the machine's memory (the lower of its RAM and the memory
   /// limit of the process's cgroup); Engine::limits() reports the figure in force.
   std::uint64_t total_memory_bytes = 0;
   /// The most time the guest may run for one event (its `init`, one message, ...). Guests pause
@@ -78,8 +80,12 @@ class Engine {
   const Limits& limits() const noexcept;
   /// Instances alive now, across every module of this engine.
   std::uint32_t live_instances() const noexcept;
-  /// The linear memory of those instances, in bytes (at most `limits().total_memory_bytes`).
+  /// The memory counted against `limits().total_memory_bytes`: the linear memory of those
+  /// instances, in bytes, and whatever else shares the budget (ServerOptions::memory_budget).
   std::uint64_t memory_in_use() const noexcept;
+  /// The budget of `limits().total_memory_bytes`: give it to ServerOptions::memory_budget so that
+  /// the rooms' snapshots held in memory count against it with the instances.
+  std::shared_ptr<MemoryBudget> memory_budget() const noexcept;
 
   /// The implementation, for the host's own sources (its definition is not public).
   struct Impl;

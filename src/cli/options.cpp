@@ -172,6 +172,11 @@ bool toggle(const std::string& text) {
   throw std::invalid_argument("on or off");
 }
 std::chrono::milliseconds duration(const std::string& text) { return checked("a duration", parse_duration)(text); }
+/// A duration in whole seconds (rounded up), `0` or `off` for none.
+std::chrono::seconds ttl(const std::string& text) {
+  if (lower(text) == "off") return std::chrono::seconds(0);
+  return std::chrono::ceil<std::chrono::seconds>(checked("a duration, or off", parse_duration)(text));
+}
 
 /// One option: its names, its [server] key and kind (shared with stateroom.toml), the default
 /// --help shows (option_defaults_match checks it is the struct's), its help, and how its value
@@ -204,6 +209,20 @@ const Spec specs[] = {
      "How often a room with events since its last snapshot is snapshotted again, at most what a crash loses "
      "(0: only when it hibernates and when the server stops)",
      false, [](Targets& t, const std::string& v) { t.server->snapshot_interval = duration(v); }},
+    {{"--state-max-bytes", "state_max_bytes", ValueKind::size}, "--state-max-bytes", "4GiB",
+     "The bytes --state-dir's files may take together; past it the snapshots of the rooms not alive and unused "
+     "for longest are removed (one log line each) and those rooms start afresh at their next connect",
+     false, [](Targets& t, const std::string& v) {
+       t.server->state_max_bytes = size(v);
+       if (t.server->state_max_bytes == 0) throw std::invalid_argument("a size above 0");
+     }},
+    {{"--state-max-rooms", "state_max_rooms", ValueKind::count}, "--state-max-rooms", "100000",
+     "The rooms' snapshots (files) --state-dir may hold; past it, as for --state-max-bytes", false,
+     [](Targets& t, const std::string& v) { t.server->state_max_rooms = integer<1, 100000000>(v); }},
+    {{"--state-ttl", "state_ttl", ValueKind::duration}, "--state-ttl", "off",
+     "A room not alive and unused for longer than this loses its snapshot in --state-dir (checked every tenth "
+     "of it, at least once a minute); 0 or off: kept however old",
+     false, [](Targets& t, const std::string& v) { t.server->state_ttl = ttl(v); }},
     {{"--on-module-change", "on_module_change", ValueKind::text}, "--on-module-change", "fresh",
      "A snapshot made by another build of the service (and in stateroom dev a room moving to a new build): "
      "fresh starts the room afresh, layout restores its state when the build has the same data layout (its "
@@ -411,6 +430,9 @@ bool option_defaults_match(std::string* mismatch) {
       {server.room_grace == fresh.room_grace, "--room-grace"},
       {server.snapshot_interval == fresh.snapshot_interval, "--snapshot-interval"},
       {server.on_module_change == fresh.on_module_change, "--on-module-change"},
+      {server.state_max_bytes == fresh.state_max_bytes, "--state-max-bytes"},
+      {server.state_max_rooms == fresh.state_max_rooms, "--state-max-rooms"},
+      {server.state_ttl == fresh.state_ttl, "--state-ttl"},
       {server.max_message_bytes == fresh.max_message_bytes, "--max-message-size"},
       {server.max_queued_bytes == fresh.max_queued_bytes, "--max-queued"},
       {server.max_send_bytes == fresh.max_send_bytes, "--max-send-size"},

@@ -140,6 +140,7 @@ int serve(Args& a) {
   check_message_fits(a.options, a.limits);
   a.limits.max_instances = static_cast<std::uint32_t>(a.options.max_rooms);  // one instance per room
   auto engine = make_engine(a.limits);  // the limits are checked before the module is looked for
+  a.options.memory_budget = engine->memory_budget();  // snapshots held in memory count with the rooms
   fs::path module = a.module;
   std::error_code ec;
   if (fs::is_directory(module, ec)) {
@@ -226,11 +227,12 @@ int dev(const cli::Project& project, Args& a) {
   check_message_fits(a.options, a.limits);
   a.limits.max_instances = static_cast<std::uint32_t>(a.options.max_rooms);  // one instance per room
   auto engine = make_engine(a.limits);
+  a.options.memory_budget = engine->memory_budget();  // snapshots held in memory count with the rooms
   spdlog::info("project {} ({})", project.dir.filename().string(), project.dir.string());
   // Rooms' state outlives rebuilds and hibernation: in memory, unless a state directory keeps it
   // across restarts of `stateroom dev` too.
   if (a.options.state_dir.empty()) {
-    a.options.state_store = make_memory_store();
+    a.options.state_store = make_memory_store({.memory = engine->memory_budget()});
     spdlog::info("rooms' state is kept in memory across rebuilds (--state-dir DIR keeps it across restarts too)");
   }
 

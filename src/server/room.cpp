@@ -28,7 +28,8 @@ constexpr std::size_t event_overhead = 64;
 
 }  // namespace
 
-std::shared_ptr<Room> Room::create(Worker& worker, std::string id, LoadedState saved, std::string* unavailable) {
+std::shared_ptr<Room> Room::create(Worker& worker, std::string id, LoadedState saved, std::string* unavailable,
+                                   MemoryCharge charge) {
   auto room = std::make_shared<Room>(worker, std::move(id));
   const auto factory = worker.shared.factory.load();
   room->generation_ = factory->generation;
@@ -45,7 +46,7 @@ std::shared_ptr<Room> Room::create(Worker& worker, std::string id, LoadedState s
   bool restored = false;
   if (!room->failure_ && saved.is_found()) {
     try {
-      restored = room->restore(std::move(saved.snapshot), *factory->factory);
+      restored = room->restore(std::move(saved.snapshot), *factory->factory, std::move(charge));
     } catch (const std::bad_alloc&) {
       room->restoring_.reset();
       room->unavailable("out of memory restoring its snapshot; its snapshot is kept");
@@ -243,7 +244,11 @@ void Room::start_grace() {
   const auto& delay = worker_.shared.options.room_grace.delay;
   if (!delay || delay->count() == 0) return;
   grace_over_ = false;
-  grace_timer_.expires_after(*delay);
+  arm_grace(*delay);
+}
+
+void Room::arm_grace(std::chrono::steady_clock::duration delay) {
+  grace_timer_.expires_after(delay);
   grace_timer_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
     auto self = weak.lock();
     if (ec || !self || !self->alive() || !self->members_.empty()) return;
@@ -447,6 +452,30 @@ std::size_t Room::take_step(Step why, std::size_t budget, bool& done) {
     saving_.resize(header);
     complete = true;
   }
+  // What the snapshot holds so far counts against the memory budget. A room that hibernates
+  // exchanges its instance for its snapshot and always may (the instance's memory goes back as it
+  // ends); a plain service hibernating, or any periodic snapshot, must fit: else it waits (the
+  // room stays alive, nothing lost) and the log says so.
+  MemoryBudget& memory = *worker_.shared.memory;
+  const std::uint64_t more = saving_.size() - std::min<std::uint64_t>(saving_.size(), saving_charge_.bytes());
+  if (more > 0) {
+    const bool exchange = why == Step::hibernate && hosted_;
+    if (exchange) {
+      memory.take_anyway(more);
+    } else if (!memory.take(more)) {
+      worker_.report_memory_wait(id_, saving_.size(), why == Step::hibernate);
+      saving_ = {};
+      saving_charge_.release();
+      state_ = State::running;
+      if (why == Step::hibernate) arm_grace(std::chrono::seconds(1));  // tried again in a second
+      if (!queue_.empty()) {
+        running_ = true;
+        run_queue(true);
+      }
+      return budget;
+    }
+    saving_charge_.add(memory, more);
+  }
   if (!complete) {
     done = false;
     return budget;
@@ -454,11 +483,13 @@ std::size_t Room::take_step(Step why, std::size_t budget, bool& done) {
   state_ = State::running;
   const std::size_t took = saving_.size() - before;
   if (saving_.size() > header) {  // else the service keeps nothing
+    // The store counts it from here (StateStore implementations charge what they hold).
     worker_.shared.store->save(id_, std::exchange(saving_, {}));
     stored_ = true;
     changed_ = false;
   }
   saving_ = {};
+  saving_charge_.release();
   // Empty past its grace, with nothing but timers waiting (a service that keeps itself busy):
   // it ends now, its state in the store.
   if (members_.empty() && only_timers_queued() && (why == Step::hibernate || grace_over_)) {
@@ -486,9 +517,10 @@ void Room::on_empty() {
 }
 
 void Room::hibernate() {
-  // A large state is copied in steps between other rooms' events (the worker's snapshot work);
-  // one the store holds as it is, or one of a plain service, goes at once.
-  if (hosted_ && worker_.shared.store && used_ && changed_ && !worker_.shutting_down) {
+  // Its snapshot is taken by the worker's snapshot work first (a large one in steps between other
+  // rooms' events, and only when it fits the memory budget); one the store holds as it is, or
+  // nothing worth keeping, ends it at once.
+  if (worker_.shared.store && used_ && changed_ && service_ && !worker_.shutting_down) {
     worker_.queue_step(shared_from_this(), Step::hibernate);
     return;
   }
@@ -588,7 +620,7 @@ std::vector<std::byte> Room::snapshot_header(const ServiceFactory& by, std::size
   return out;
 }
 
-bool Room::restore(std::vector<std::byte> saved, ServiceFactory& factory) {
+bool Room::restore(std::vector<std::byte> saved, ServiceFactory& factory, MemoryCharge charge) {
   ::stateroom::detail::LittleEndianReader<std::byte> in{saved};
   const bool magic = in.get(4) == room_snapshot_magic;
   const auto version = in.get(4);
@@ -615,6 +647,7 @@ bool Room::restore(std::vector<std::byte> saved, ServiceFactory& factory) {
   }
   r.service_at = saved.size() - in.in.size();
   r.saved = std::move(saved);
+  r.charge = std::move(charge);
   restoring_ = std::move(r);
   const auto state = std::span<const std::byte>(restoring_->saved).subspan(restoring_->service_at);
   // The first step here: a hosted service's memory grows to the snapshot's (or cannot now).
@@ -800,14 +833,20 @@ bool Room::carry_over() {
 
 void Room::keep_state(EndReason why, bool mid_call) {
   auto& store = worker_.shared.store;
-  if (!store || !service_) return;
-  // A room that cannot run now keeps its last snapshot for when it can.
-  if (why == EndReason::unavailable) return;
+  if (!store) return;
   if (why == EndReason::failed) {
     if (stored_) store->remove(id_);  // a failed room starts afresh
     stored_ = false;
     return;
   }
+  // Whatever the room leaves in the store is its to keep or let go from now on.
+  struct Asleep {
+    StateStore& store;
+    const std::string& id;
+    ~Asleep() { store.asleep(id); }
+  } asleep{*store, id_};
+  // A room that cannot run now keeps its last snapshot for when it can.
+  if (why == EndReason::unavailable || !service_) return;
   if (mid_call) return;  // a service paused mid-call cannot be snapshotted: its last snapshot stands
   if (!used_) return;  // nothing but clients coming and going: nothing worth a file
   if (stored_ && !changed_) return;  // the store holds it as it is

@@ -14,6 +14,7 @@
 
 #include "client.hpp"
 #include "stateroom/hosted_service.hpp"
+#include "stateroom/memory_budget.hpp"
 #include "stateroom/state_store.hpp"
 
 namespace stateroom::server {
@@ -39,8 +40,9 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   /// delivers `init`. Null when either fails (logged), or when the room cannot run now (the
   /// factory or the restore found it unavailable, Context::unavailable; its snapshot could not be
   /// read): then `unavailable` gets the reason, for the caller to report (not logged here).
+  /// `charge` is what `saved` holds of the memory budget, given back once it is restored.
   static std::shared_ptr<Room> create(Worker& worker, std::string id, LoadedState saved,
-                                      std::string* unavailable = nullptr);
+                                      std::string* unavailable = nullptr, MemoryCharge charge = {});
 
   Room(Worker& worker, std::string id);
   ~Room();
@@ -162,6 +164,8 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   void remove_member(ClientId client);
   /// The last member left: the grace period starts.
   void start_grace();
+  /// Hibernates the room after `delay` if it is empty and idle then (else as start_grace says).
+  void arm_grace(std::chrono::steady_clock::duration delay);
   bool only_timers_queued() const noexcept;
   /// Lets the clients that stopped reading read again once the queue is under half its bound.
   void release_readers();
@@ -183,7 +187,7 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   /// fails or cannot run now: the snapshot then stays as it is. A hosted service's first step
   /// runs here (its memory grown, or refused); what it has left goes on in the worker's snapshot
   /// work (the room `restoring`), and the room's own part is set once it is done (settle_restore).
-  bool restore(std::vector<std::byte> saved, ServiceFactory& factory);
+  bool restore(std::vector<std::byte> saved, ServiceFactory& factory, MemoryCharge charge);
   /// After the service's restore: true (restored) sets up the room's own part of the snapshot;
   /// false sets the snapshot aside and starts a new service (returns false then too, or true with
   /// failure_ set when even that fails).
@@ -193,6 +197,7 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   /// A restore in steps: the snapshot, where its service's part begins, and the room's own part.
   struct Restoring {
     std::vector<std::byte> saved;
+    MemoryCharge charge;  ///< `saved` in the memory budget
     std::size_t service_at = 0;
     std::uint32_t next_client = 0;
     std::int64_t timer_ms = -1;
@@ -202,6 +207,7 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   /// A snapshot in steps so far: the room's part, then the service's as it comes.
   std::vector<std::byte> saving_;
   std::size_t saving_header_ = 0;  ///< the size of the room's part in saving_
+  MemoryCharge saving_charge_;     ///< saving_ in the memory budget
   /// The room's part of a snapshot made by `by`, with room for `room_for` bytes of service.
   std::vector<std::byte> snapshot_header(const ServiceFactory& by, std::size_t room_for) const;
   /// Why `factory` does not restore a snapshot made under `identity` and `layout`, by

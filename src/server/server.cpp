@@ -13,6 +13,8 @@
 #include <functional>
 #include <mutex>
 
+#include "../common/machine_memory.hpp"
+#include "../common/text.hpp"
 #include "http_session.hpp"
 #include "room.hpp"
 #include "routes.hpp"
@@ -54,9 +56,9 @@ std::optional<Refusal> Worker::admit_room(const std::string& room_id, const Peer
 }
 
 std::shared_ptr<Room> Worker::create_room(const std::string& room_id, LoadedState saved,
-                                          std::optional<Refusal>* refused) {
+                                          std::optional<Refusal>* refused, MemoryCharge charge) {
   std::string unavailable;
-  auto room = Room::create(*this, room_id, std::move(saved), &unavailable);
+  auto room = Room::create(*this, room_id, std::move(saved), &unavailable, std::move(charge));
   if (!room) {
     shared.admission.room_ended();
     if (!unavailable.empty()) {
@@ -94,13 +96,19 @@ void Worker::with_room(const std::string& room_id, const PeerAddress* creator, R
     return ready(std::move(room), refused);
   }
   waking[room_id].push_back(std::move(ready));
-  shared.state_loader->post([this, room_id, store = shared.store] {
+  shared.state_loader->post([this, room_id, store = shared.store, memory = shared.memory] {
     auto saved = load_state(*store, room_id);
-    boost::asio::post(ioc, [this, room_id, saved = std::move(saved)]() mutable { woke(room_id, std::move(saved)); });
+    // Counted from here until the room is restored (a room may always take its own snapshot in:
+    // its instance must fit the budget too, and that is what refuses it).
+    memory->take_anyway(saved.snapshot.size());
+    MemoryCharge charge(memory.get(), saved.snapshot.size());
+    boost::asio::post(ioc, [this, room_id, saved = std::move(saved), charge = std::move(charge)]() mutable {
+      woke(room_id, std::move(saved), std::move(charge));
+    });
   });
 }
 
-void Worker::woke(const std::string& room_id, LoadedState saved) {
+void Worker::woke(const std::string& room_id, LoadedState saved, MemoryCharge charge) {
   auto it = waking.find(room_id);
   if (it == waking.end()) return;
   auto waiting = std::move(it->second);
@@ -110,7 +118,7 @@ void Worker::woke(const std::string& room_id, LoadedState saved) {
   if (shutting_down) {
     shared.admission.room_ended();
   } else {
-    room = create_room(room_id, std::move(saved), &refused);
+    room = create_room(room_id, std::move(saved), &refused, std::move(charge));
   }
   for (auto& ready : waiting) ready(room, refused);
 }
@@ -121,7 +129,7 @@ void Worker::tick_snapshots(std::chrono::milliseconds interval, std::chrono::mil
   snapshot_timer->async_wait([this, interval](boost::system::error_code ec) {
     if (ec || shutting_down) return;
     ++snapshot_tick;
-    constexpr std::uint64_t due = 3, behind = 8;  // in ticks, four to an interval
+    constexpr std::uint64_t due = 2, behind = 8;  // in ticks, four to an interval
     std::vector<std::shared_ptr<Room>> unsaved;
     std::size_t late = 0;
     const Room* oldest = nullptr;
@@ -146,6 +154,21 @@ void Worker::tick_snapshots(std::chrono::milliseconds interval, std::chrono::mil
     const auto tick = std::max(interval / 4, std::chrono::milliseconds(1));
     tick_snapshots(interval, tick);
   });
+}
+
+void Worker::report_memory_wait(const std::string& room_id, std::size_t bytes, bool hibernating) {
+  const auto now = std::chrono::steady_clock::now();
+  if (now - memory_reported_ < std::chrono::seconds(10)) {
+    ++memory_unreported_;
+    return;
+  }
+  spdlog::warn("room '{}': its snapshot ({} so far) does not fit the memory of all rooms ({} of {} in use); {}{}",
+               room_id, detail::format_bytes(bytes), detail::format_bytes(shared.memory->used()),
+               detail::format_bytes(shared.memory->limit()),
+               hibernating ? "it stays alive and hibernates later" : "it is taken at a later interval",
+               memory_unreported_ ? fmt::format(" ({} more snapshots waited)", memory_unreported_) : "");
+  memory_reported_ = now;
+  memory_unreported_ = 0;
 }
 
 void Worker::queue_step(const std::shared_ptr<Room>& room, SnapshotStep why) {
@@ -339,11 +362,16 @@ Status Server::start() {
     return Status::error("the compression window must be 9 to 15 bits");
   }
   if (auto error = impl.shared.gate.configure(options, &impl.shared.admission.log)) return Status::error(*error);
+  impl.shared.memory = options.memory_budget ? options.memory_budget
+                                             : std::make_shared<MemoryBudget>(detail::half_the_memory());
   if (options.state_store) {
     impl.shared.store = options.state_store;
   } else if (!options.state_dir.empty()) {
     try {
-      impl.shared.store = make_directory_store(options.state_dir);
+      impl.shared.store = make_directory_store(options.state_dir, {.max_bytes = options.state_max_bytes,
+                                                                   .max_rooms = options.state_max_rooms,
+                                                                   .ttl = options.state_ttl,
+                                                                   .memory = impl.shared.memory});
     } catch (const std::exception& e) {
       return Status::error(e.what());
     }

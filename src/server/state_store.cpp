@@ -1,19 +1,22 @@
 // The directory store of rooms' snapshots (include/stateroom/state_store.hpp).
 #include "stateroom/state_store.hpp"
 
+#include "stateroom/memory_budget.hpp"
+
 #include "../common/little_endian.hpp"
 #include "../common/text.hpp"
 
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 #include <zstd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
@@ -27,6 +30,8 @@
 #include <string>
 #include <thread>
 #include <tuple>
+#include <utility>
+#include <vector>
 
 namespace stateroom {
 
@@ -34,15 +39,16 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// A file: "STATEROOM-SNAPSHOT\n" | u32 format | u32 room id length | room id | u64 snapshot size |
-// u64 stored size | the snapshot, zstd-compressed | u32 CRC-32 of everything before it.
-// Little-endian.
+// A file: "STATEROOM-SNAPSHOT\n" | u32 format (2) | u32 room id length | room id | u64 snapshot
+// size | u32 CRC-32 of everything before it | the snapshot as one zstd frame with its size and
+// its content checksum (XXH64, which zstd checks as it decompresses). Little-endian. Format 1,
+// still read: ... | u64 snapshot size | u64 stored size | the zstd frame | u32 CRC-32 of
+// everything before it (a checksum of the whole file cost more than compressing it).
 constexpr std::string_view magic = "STATEROOM-SNAPSHOT\n";
-constexpr std::uint32_t format = 1;
-constexpr std::uint64_t max_snapshot = std::uint64_t{8} << 30;  // what a file may claim to hold
-constexpr int zstd_level = 3;
-/// The writer thread's niceness (see write_loop).
-constexpr int writer_niceness = 10;
+constexpr std::uint32_t format = 2;
+/// Fast: a snapshot of incompressible memory goes through at gigabytes a second, and zeros and
+/// repeats still shrink.
+constexpr int zstd_level = 1;
 
 constexpr auto put = ::stateroom::detail::put_le<std::string>;
 using Reader = ::stateroom::detail::LittleEndianReader<char>;
@@ -57,25 +63,56 @@ std::uint32_t checksum(std::string_view bytes) {
   return static_cast<std::uint32_t>(crc);
 }
 
-/// The bytes of a file for `room_id` holding `snapshot`.
-std::string encode_file(std::string_view room_id, std::span<const std::byte> snapshot) {
+/// The header of a file for `room_id` holding a snapshot of `size` bytes, its checksum included.
+std::string file_header(std::string_view room_id, std::uint64_t size) {
   std::string out(magic);
   put(out, format, 4);
   put(out, room_id.size(), 4);
   out += room_id;
-  put(out, snapshot.size(), 8);
-  const std::size_t size_at = out.size();
-  put(out, 0, 8);
-  const std::size_t bound = ZSTD_compressBound(snapshot.size());
-  const std::size_t start = out.size();
-  out.resize(start + bound);
-  const std::size_t stored = ZSTD_compress(out.data() + start, bound, snapshot.data(), snapshot.size(), zstd_level);
-  if (ZSTD_isError(stored)) throw std::runtime_error(std::string("zstd: ") + ZSTD_getErrorName(stored));
-  out.resize(start + stored);
-  for (int i = 0; i < 8; ++i) out[size_at + i] = static_cast<char>(static_cast<std::uint64_t>(stored) >> (8 * i));
+  put(out, size, 8);
   put(out, checksum(out), 4);
   return out;
 }
+
+/// Writes all of `bytes` to `fd`; errno's text when it cannot.
+std::optional<std::string> write_all(int fd, std::string_view bytes) {
+  while (!bytes.empty()) {
+    const ssize_t n = ::write(fd, bytes.data(), bytes.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return std::string(n < 0 ? std::strerror(errno) : "nothing written");
+    bytes.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return std::nullopt;
+}
+
+/// Compresses snapshots into files a piece at a time: no copy of a whole snapshot is made.
+class FileEncoder {
+ public:
+  FileEncoder() : context_(ZSTD_createCCtx(), &ZSTD_freeCCtx), piece_(ZSTD_CStreamOutSize(), '\0') {
+    if (!context_) throw std::bad_alloc();
+  }
+  /// Writes the file of `room_id` holding `snapshot` to `fd`; what went wrong, when it did.
+  std::optional<std::string> write(int fd, std::string_view room_id, std::span<const std::byte> snapshot) {
+    if (auto error = write_all(fd, file_header(room_id, snapshot.size()))) return error;
+    ZSTD_CCtx* cctx = context_.get();
+    ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters);
+    ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, zstd_level);
+    ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1);
+    ZSTD_CCtx_setPledgedSrcSize(cctx, snapshot.size());
+    ZSTD_inBuffer in{snapshot.data(), snapshot.size(), 0};
+    for (;;) {
+      ZSTD_outBuffer out{piece_.data(), piece_.size(), 0};
+      const std::size_t left = ZSTD_compressStream2(cctx, &out, &in, ZSTD_e_end);
+      if (ZSTD_isError(left)) return std::string("zstd: ") + ZSTD_getErrorName(left);
+      if (auto error = write_all(fd, {piece_.data(), out.pos})) return error;
+      if (left == 0) return std::nullopt;
+    }
+  }
+
+ private:
+  std::unique_ptr<ZSTD_CCtx, decltype(&ZSTD_freeCCtx)> context_;
+  std::string piece_;
+};
 
 /// Why a file's snapshot was not taken: it can never be (set it aside) or not now (keep it).
 struct Refused {
@@ -93,19 +130,31 @@ std::vector<std::byte> decode_file(std::string_view bytes, std::string_view room
     return std::vector<std::byte>();
   };
   if (bytes.size() < magic.size() + 4 || !bytes.starts_with(magic)) return damaged("not a snapshot file");
-  const auto stored_crc = static_cast<std::uint32_t>(Reader{bytes.substr(bytes.size() - 4)}.get(4));
-  if (checksum(bytes.substr(0, bytes.size() - 4)) != stored_crc)
-    return damaged("its checksum does not match (a truncated or damaged file)");
-  Reader in{bytes.substr(magic.size(), bytes.size() - magic.size() - 4)};
-  const auto version = in.get(4);
-  if (in.ok && version != format) return damaged(fmt::format("format {}, not {}", version, format));
+  const auto version = Reader{bytes.substr(magic.size(), 4)}.get(4);
+  if (version != 1 && version != format) return damaged(fmt::format("format {}, not 1 or {}", version, format));
+  std::string_view rest = bytes.substr(magic.size() + 4);
+  if (version == 1) {  // a checksum of the whole file at its end
+    const auto stored_crc = static_cast<std::uint32_t>(Reader{bytes.substr(bytes.size() - 4)}.get(4));
+    if (checksum(bytes.substr(0, bytes.size() - 4)) != stored_crc)
+      return damaged("its checksum does not match (a truncated or damaged file)");
+    rest.remove_suffix(4);
+  }
+  Reader in{rest};
   const auto id_size = in.get(4);
   if (!in.ok || in.in.size() < id_size) return damaged("truncated");
-  if (std::string_view(in.in.data(), id_size) != room_id) return damaged("it is another room's");
+  const std::string_view id(in.in.data(), id_size);
   in.in = in.in.subspan(id_size);
   const auto size = in.get(8);
-  const auto stored = in.get(8);
-  if (!in.ok || stored != in.in.size()) return damaged("its sizes do not match");
+  if (version == 1) {
+    const auto stored = in.get(8);
+    if (!in.ok || stored != in.in.size()) return damaged("its sizes do not match");
+  } else {
+    const std::size_t header = bytes.size() - in.in.size();
+    const auto stored_crc = static_cast<std::uint32_t>(in.get(4));
+    if (!in.ok || checksum(bytes.substr(0, header)) != stored_crc)
+      return damaged("its header's checksum does not match (a truncated or damaged file)");
+  }
+  if (id != room_id) return damaged("it is another room's");
   if (size > max_snapshot) {
     refused = {fmt::format("it holds {} of state, more than the {} a room may have now", detail::format_bytes(size),
                            detail::format_bytes(max_snapshot)),
@@ -117,7 +166,7 @@ std::vector<std::byte> decode_file(std::string_view bytes, std::string_view room
   std::unique_ptr<ZSTD_DStream, decltype(&ZSTD_freeDStream)> stream(ZSTD_createDStream(), &ZSTD_freeDStream);
   if (!stream) throw std::bad_alloc();
   std::vector<std::byte> out;
-  out.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(size, 16 * stored + 4096)));
+  out.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(size, 16 * in.in.size() + 4096)));
   ZSTD_inBuffer input{in.in.data(), in.in.size(), 0};
   std::byte spare{};  // where a byte past the size it says would land
   for (;;) {
@@ -140,30 +189,21 @@ std::vector<std::byte> decode_file(std::string_view bytes, std::string_view room
   return out;
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file beside it, fsync, rename, fsync of the
-/// directory. The error, when it fails (the old file is then as it was).
-std::optional<std::string> write_atomically(const fs::path& path, std::string_view bytes) {
+/// Writes a file at `path` atomically with `fill` (which writes its bytes to the descriptor it is
+/// given): a temporary file beside it, fsync, rename, fsync of the directory. The error, when it
+/// fails (the old file is then as it was).
+template <class Fill>
+std::optional<std::string> write_atomically(const fs::path& path, Fill&& fill) {
   const fs::path temp = fs::path(path) += ".tmp";
   const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return fmt::format("cannot create {}: {}", temp.string(), std::strerror(errno));
-  std::string_view rest = bytes;
-  while (!rest.empty()) {
-    const ssize_t n = ::write(fd, rest.data(), rest.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const std::string error = fmt::format("cannot write {}: {}", temp.string(), std::strerror(errno));
-      ::close(fd);
-      ::unlink(temp.c_str());
-      return error;
-    }
-    rest.remove_prefix(static_cast<std::size_t>(n));
-  }
-  if (::fsync(fd) != 0) {
-    const std::string error = fmt::format("cannot sync {}: {}", temp.string(), std::strerror(errno));
+  auto fail = [&](std::string error) {
     ::close(fd);
     ::unlink(temp.c_str());
     return error;
-  }
+  };
+  if (std::optional<std::string> error = fill(fd)) return fail(fmt::format("cannot write {}: {}", temp.string(), *error));
+  if (::fsync(fd) != 0) return fail(fmt::format("cannot sync {}: {}", temp.string(), std::strerror(errno)));
   ::close(fd);
   if (::rename(temp.c_str(), path.c_str()) != 0) {
     const std::string error = fmt::format("cannot rename {}: {}", temp.string(), std::strerror(errno));
@@ -178,11 +218,85 @@ std::optional<std::string> write_atomically(const fs::path& path, std::string_vi
   return std::nullopt;
 }
 
+/// How long ago, for people: "45 s", "12 min", "3 h", "9 d".
+std::string format_age(std::chrono::nanoseconds age) {
+  const auto seconds = std::max<std::int64_t>(0, std::chrono::duration_cast<std::chrono::seconds>(age).count());
+  if (seconds < 60) return fmt::format("{} s", seconds);
+  if (seconds < 3600) return fmt::format("{} min", seconds / 60);
+  if (seconds < 48 * 3600) return fmt::format("{} h", seconds / 3600);
+  return fmt::format("{} d", seconds / 86400);
+}
+
+/// A duration as the options take it: "30 s", "2 h", "7 d" when exact, else in seconds.
+std::string format_ttl(std::chrono::seconds ttl) {
+  const auto s = ttl.count();
+  if (s % 86400 == 0) return fmt::format("{} d", s / 86400);
+  if (s % 3600 == 0) return fmt::format("{} h", s / 3600);
+  if (s % 60 == 0) return fmt::format("{} min", s / 60);
+  return fmt::format("{} s", s);
+}
+
+/// `bytes` taken from `budget` (none: nothing counted), given back when the charge goes.
+MemoryCharge charge(const std::shared_ptr<MemoryBudget>& budget, std::uint64_t bytes) {
+  if (!budget) return {};
+  budget->take_anyway(bytes);
+  return MemoryCharge(budget.get(), bytes);
+}
+
+/// Whether `name` is one of the store's files: `r-*.snapshot` or `h-*.snapshot`.
+bool is_state_file_name(std::string_view name) {
+  return (name.starts_with("r-") || name.starts_with("h-")) && name.ends_with(".snapshot") &&
+         name.size() > 2 + std::string_view(".snapshot").size();
+}
+
+/// The room id an `r-` file name spells (see state_file_name); nothing for another name.
+std::optional<std::string> room_of_name(std::string_view name) {
+  if (!name.starts_with("r-") || !name.ends_with(".snapshot")) return std::nullopt;
+  name = name.substr(2, name.size() - 2 - std::string_view(".snapshot").size());
+  std::string id;
+  for (std::size_t i = 0; i < name.size(); ++i) {
+    if (name[i] != '%') {
+      id.push_back(name[i]);
+      continue;
+    }
+    unsigned value = 0;
+    if (i + 2 >= name.size()) return std::nullopt;
+    const auto [end, ec] = std::from_chars(name.data() + i + 1, name.data() + i + 3, value, 16);
+    if (ec != std::errc{} || end != name.data() + i + 3) return std::nullopt;
+    id.push_back(static_cast<char>(value));
+    i += 2;
+  }
+  return id;
+}
+
+/// The room id in the header of the file at `path`; nothing when it cannot be read.
+std::optional<std::string> room_of_file(const fs::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+  if (fd < 0) return std::nullopt;
+  std::string head(4096, '\0');
+  ssize_t got = 0;
+  do got = ::pread(fd, head.data(), head.size(), 0);
+  while (got < 0 && errno == EINTR);
+  ::close(fd);
+  if (got <= 0) return std::nullopt;
+  head.resize(static_cast<std::size_t>(got));
+  if (!std::string_view(head).starts_with(magic)) return std::nullopt;
+  Reader in{std::string_view(head).substr(magic.size())};
+  in.get(4);  // the format
+  const auto id_size = in.get(4);
+  if (!in.ok || in.in.size() < id_size) return std::nullopt;
+  return std::string(in.in.data(), id_size);
+}
+
 /// One file per room in a directory; a thread writes them.
 class DirectoryStore final : public StateStore {
  public:
   DirectoryStore(fs::path dir, const DirectoryStoreOptions& options) : dir_(std::move(dir)), options_(options) {
-    remove_leftovers();
+    scan();
+    {
+      std::lock_guard lock(mutex_);
+      enforce_bounds();
+    }
     writer_ = std::thread([this] { write_loop(); });
   }
   ~DirectoryStore() override {
@@ -214,19 +328,42 @@ class DirectoryStore final : public StateStore {
   }
 
   LoadedState load(std::string_view room_id) override {
+    const std::string name = state_file_name(room_id);
+    std::uint64_t changes = 0;
     {
       std::lock_guard lock(mutex_);
       if (auto it = pending_.find(room_id); it != pending_.end()) {
         if (!it->second.snapshot) return LoadedState::none();  // removed or set aside
-        return LoadedState::found(*it->second.snapshot);
+        wake(files_[name]);
+        return LoadedState::found(it->second.snapshot->bytes);
+      }
+      FileEntry& file = files_[name];
+      ++file.loading;  // not evicted while it is read
+      changes = file.changes;
+    }
+    const fs::path path = dir_ / name;
+    std::uint64_t file_size = 0;
+    LoadedState loaded;
+    try {
+      loaded = read(room_id, path, file_size);
+    } catch (const std::bad_alloc&) {
+      loaded = LoadedState::unavailable(fmt::format("its snapshot {} cannot be read: out of memory", path.string()));
+    }
+    std::lock_guard lock(mutex_);
+    const auto it = files_.find(name);  // still there: `loading` keeps it
+    FileEntry& file = it->second;
+    --file.loading;
+    if (loaded.is_found()) wake(file);
+    // What the read saw of the file, unless the writer changed it meanwhile (it knows better).
+    if (file.changes == changes) {
+      if (loaded.is_found() && !file.on_disk) {  // a file put there since the start
+        on_disk(file, file_size);
+      } else if (loaded.status == LoadedState::Status::none) {  // gone, or set aside
+        off_disk(file);
       }
     }
-    const fs::path path = dir_ / state_file_name(room_id);
-    try {
-      return read(room_id, path);
-    } catch (const std::bad_alloc&) {
-      return LoadedState::unavailable(fmt::format("its snapshot {} cannot be read: out of memory", path.string()));
-    }
+    forget_if_idle(it);
+    return loaded;
   }
 
   void set_aside(std::string_view room_id, std::string_view why) override {
@@ -237,10 +374,26 @@ class DirectoryStore final : public StateStore {
   }
 
   void save(std::string_view room_id, std::vector<std::byte> snapshot) override {
-    enqueue(room_id, std::make_shared<const std::vector<std::byte>>(std::move(snapshot)), Op::write);
+    const std::uint64_t size = snapshot.size();
+    enqueue(room_id, std::make_shared<const Held>(Held{std::move(snapshot), charge(options_.memory, size)}), Op::write);
   }
 
   void remove(std::string_view room_id) override { enqueue(room_id, nullptr, Op::remove); }
+
+  void asleep(std::string_view room_id) override {
+    const std::string name = state_file_name(room_id);
+    {
+      std::lock_guard lock(mutex_);
+      const auto it = files_.find(name);
+      if (it == files_.end()) return;
+      it->second.awake = false;
+      it->second.used = Clock::now();
+      forget_if_idle(it);
+      if (!over_bounds()) return;
+      recheck_ = true;  // the writer evicts what it can now
+    }
+    wake_.notify_one();
+  }
 
   void flush() override {
     std::unique_lock lock(mutex_);
@@ -259,7 +412,13 @@ class DirectoryStore final : public StateStore {
   }
 
  private:
-  using Snapshot = std::shared_ptr<const std::vector<std::byte>>;
+  using Clock = std::chrono::system_clock;  // the files' modification times are on it
+  /// A snapshot held in memory until it is written, charged to the memory budget meanwhile.
+  struct Held {
+    std::vector<std::byte> bytes;
+    MemoryCharge charge;
+  };
+  using Snapshot = std::shared_ptr<const Held>;
   /// What happens to a room's file.
   enum class Op : std::uint8_t { write, remove, set_aside };
   struct Pending {
@@ -270,25 +429,145 @@ class DirectoryStore final : public StateStore {
     /// snapshot set aside is never overwritten by the next one.
     bool set_aside_first = false;
   };
+  /// What the index knows of a room's file (by file name), and of its room.
+  struct FileEntry {
+    bool on_disk = false;      ///< the file is there, `size` bytes
+    std::uint64_t size = 0;
+    bool awake = false;        ///< loaded or saved since it was last put to sleep: never evicted
+    bool pending = false;      ///< a write, removal or set-aside waits for the writer: not evicted
+    unsigned loading = 0;      ///< load()s reading it now: not evicted
+    bool stuck = false;        ///< it could not be removed: not tried again
+    std::uint64_t changes = 0; ///< how often the writer or an eviction changed it
+    Clock::time_point used{};  ///< the last load, save or sleep (at start: the file's mtime)
+  };
+  using Files = std::map<std::string, FileEntry, std::less<>>;
 
-  /// Removes the temporary files of writes that a crash cut short (the snapshot before each is
-  /// still there, whole).
-  void remove_leftovers() {
+  /// Indexes the store's files (regular files named r-*.snapshot and h-*.snapshot), and removes the
+  /// temporary files of writes that a crash cut short (the snapshot before each is still there,
+  /// whole).
+  void scan() {
     std::error_code ec;
     std::size_t removed = 0;
     for (auto it = fs::directory_iterator(dir_, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
       const std::string name = it->path().filename().string();
-      if (!name.ends_with(".snapshot.tmp") || !it->is_regular_file(ec)) continue;
-      if (::unlink(it->path().c_str()) == 0) ++removed;
+      if (name.ends_with(".snapshot.tmp")) {
+        std::error_code regular;
+        if (it->is_regular_file(regular) && ::unlink(it->path().c_str()) == 0) ++removed;
+        continue;
+      }
+      if (!is_state_file_name(name)) continue;
+      struct stat st{};
+      if (::lstat(it->path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+      FileEntry& file = files_[name];
+      on_disk(file, static_cast<std::uint64_t>(st.st_size));
+      file.used = Clock::time_point(std::chrono::duration_cast<Clock::duration>(
+          std::chrono::seconds(st.st_mtim.tv_sec) + std::chrono::nanoseconds(st.st_mtim.tv_nsec)));
     }
     if (removed) spdlog::info("state directory: removed {} temporary file(s) of writes cut short", removed);
+  }
+
+  void on_disk(FileEntry& file, std::uint64_t size) {
+    off_disk(file);
+    file.on_disk = true;
+    file.size = size;
+    bytes_ += size;
+    ++count_;
+  }
+  void off_disk(FileEntry& file) {
+    if (!file.on_disk) return;
+    bytes_ -= file.size;
+    --count_;
+    file.on_disk = false;
+    file.size = 0;
+    file.stuck = false;
+  }
+  /// `file`'s room is alive and used now.
+  static void wake(FileEntry& file) {
+    file.awake = true;
+    file.used = Clock::now();
+  }
+  /// Drops an entry that says nothing any more.
+  void forget_if_idle(Files::iterator it) {
+    const FileEntry& file = it->second;
+    if (!file.on_disk && !file.awake && !file.pending && file.loading == 0) files_.erase(it);
+  }
+  /// The file's size and presence as they are on disk (after a write that failed part-way).
+  void refresh(FileEntry& file, const std::string& name) {
+    struct stat st{};
+    if (::lstat((dir_ / name).c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+      on_disk(file, static_cast<std::uint64_t>(st.st_size));
+    } else {
+      off_disk(file);
+    }
+  }
+
+  bool over_bounds() const noexcept { return bytes_ > options_.max_bytes || count_ > options_.max_rooms; }
+
+  /// The files that may go, the least recently used first.
+  std::vector<Files::iterator> evictable() {
+    std::vector<Files::iterator> out;
+    for (auto it = files_.begin(); it != files_.end(); ++it) {
+      const FileEntry& file = it->second;
+      if (file.on_disk && !file.awake && !file.pending && file.loading == 0 && !file.stuck) out.push_back(it);
+    }
+    std::sort(out.begin(), out.end(), [](Files::iterator a, Files::iterator b) {
+      return std::tie(a->second.used, a->first) < std::tie(b->second.used, b->first);
+    });
+    return out;
+  }
+
+  /// Removes the least recently used rooms asleep until the files are within both bounds.
+  void enforce_bounds() {
+    if (!over_bounds()) return;
+    for (const auto it : evictable()) {
+      if (!over_bounds()) break;
+      evict(it, bytes_ > options_.max_bytes
+                    ? fmt::format("--state-max-bytes {} reached", detail::format_bytes(options_.max_bytes))
+                    : fmt::format("--state-max-rooms {} reached", options_.max_rooms));
+    }
+  }
+
+  /// Removes the rooms asleep that were not used for longer than the TTL.
+  void expire() {
+    const auto now = Clock::now();
+    for (const auto it : evictable()) {
+      if (now - it->second.used <= options_.ttl) break;
+      evict(it, fmt::format("--state-ttl {} passed", format_ttl(options_.ttl)));
+    }
+  }
+
+  /// Removes the file of `it` (under the lock: a load() of its room either sees it whole before,
+  /// or finds none after), with a line in the log saying why.
+  void evict(Files::iterator it, const std::string& why) {
+    FileEntry& file = it->second;
+    const fs::path path = dir_ / it->first;
+    std::optional<std::string> room = room_of_name(it->first);
+    if (!room) room = room_of_file(path);
+    if (::unlink(path.c_str()) != 0) {
+      if (errno != ENOENT) {
+        spdlog::warn("state directory: cannot remove {} ({}): {}", path.string(), why, std::strerror(errno));
+        file.stuck = true;
+        return;
+      }
+      off_disk(file);  // gone already
+      ++file.changes;
+      forget_if_idle(it);
+      return;
+    }
+    ++evicted_;
+    spdlog::info("state directory: {} ({}, unused for {}) removed: {} ({} evicted so far)",
+                 room ? fmt::format("room '{}'", *room) : fmt::format("file {}", it->first),
+                 detail::format_bytes(file.size), format_age(Clock::now() - file.used), why, evicted_);
+    off_disk(file);
+    ++file.changes;
+    forget_if_idle(it);
   }
 
   /// How long reading one file may take before its room is refused for now.
   static constexpr auto read_deadline = std::chrono::seconds(10);
 
-  /// Reads `room_id`'s file at `path` (see load()).
-  LoadedState read(std::string_view room_id, const fs::path& path) {
+  /// Reads `room_id`'s file at `path` (see load()); `file_size` is its size when it is found.
+  LoadedState read(std::string_view room_id, const fs::path& path, std::uint64_t& file_size) {
     auto for_now = [&](std::string why) {
       return LoadedState::unavailable(fmt::format("its snapshot {} cannot be read now: {}", path.string(), why));
     };
@@ -307,7 +586,7 @@ class DirectoryStore final : public StateStore {
     struct stat st{};
     if (::fstat(fd, &st) != 0) return for_now(std::strerror(errno));
     if (!S_ISREG(st.st_mode)) return set_aside_now(room_id, path, "it is not a regular file");
-    const auto file_size = static_cast<std::uint64_t>(st.st_size);
+    file_size = static_cast<std::uint64_t>(st.st_size);
     if (file_size > max_file_size())
       return for_now(fmt::format("the file's {} is more than a snapshot of at most {} can take",
                                  detail::format_bytes(file_size), detail::format_bytes(options_.max_snapshot_bytes)));
@@ -350,24 +629,47 @@ class DirectoryStore final : public StateStore {
   }
 
   void enqueue(std::string_view room_id, Snapshot snapshot, Op op) {
+    const std::string name = state_file_name(room_id);
+    Snapshot replaced;  // dropped (and its charge given back) outside the lock
     {
       std::lock_guard lock(mutex_);
       auto [it, fresh] = pending_.try_emplace(std::string(room_id));
       const bool set_aside_first = !fresh && (it->second.op == Op::set_aside || it->second.set_aside_first);
+      replaced = std::move(it->second.snapshot);
       it->second = Pending{std::move(snapshot), op, ++queued_, set_aside_first && op != Op::set_aside};
       order_.push_back(it->first);
+      FileEntry& file = files_[name];
+      file.pending = true;
+      if (op == Op::write) wake(file);
+      if (op == Op::remove) file.awake = false;  // nothing of it is kept: nothing to keep alive
     }
     wake_.notify_one();
   }
 
   void write_loop() {
-    // Below the workers: compressing and writing a large snapshot takes a core for a while, and a
-    // room's events come first (the writer still gets its share of a busy machine).
-    ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), writer_niceness);
+    // At the workers' priority: below them (nice 10), a machine kept busy by its rooms starves the
+    // writer, and what a crash loses grows past --snapshot-interval (e2e.crash_loss_wasm).
+    // Rooms past the TTL are looked for every tenth of it, at least once a minute.
+    const auto ttl_period = std::min<std::chrono::steady_clock::duration>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(options_.ttl) / 10, std::chrono::seconds(60));
+    auto next_expiry = std::chrono::steady_clock::now() + ttl_period;
     std::unique_lock lock(mutex_);
     for (;;) {
-      wake_.wait(lock, [&] { return stopping_ || !order_.empty(); });
-      if (order_.empty()) return;  // stopping, with nothing left
+      const auto ready = [&] { return stopping_ || !order_.empty() || recheck_; };
+      if (options_.ttl.count() > 0) {
+        wake_.wait_until(lock, next_expiry, ready);
+        if (std::chrono::steady_clock::now() >= next_expiry) {
+          expire();
+          next_expiry = std::chrono::steady_clock::now() + ttl_period;
+        }
+      } else {
+        wake_.wait(lock, ready);
+      }
+      if (std::exchange(recheck_, false)) enforce_bounds();
+      if (order_.empty()) {
+        if (stopping_) return;  // with nothing left
+        continue;
+      }
       std::string room_id = std::move(order_.front());
       order_.pop_front();
       auto it = pending_.find(room_id);
@@ -376,20 +678,38 @@ class DirectoryStore final : public StateStore {
         flushed_.notify_all();
         continue;
       }
-      const Pending entry = it->second;  // load() still finds it until the file holds it
+      Pending entry = it->second;  // load() still finds it until the file holds it
       lock.unlock();
-      const std::optional<std::string> error = write(room_id, entry);
+      std::uint64_t size = 0;
+      const std::optional<std::string> error = write(room_id, entry, size);
+      entry.snapshot.reset();
+      const std::string name = state_file_name(room_id);
       lock.lock();
+      const auto file = files_.try_emplace(name).first;
+      ++file->second.changes;
+      if (error) {
+        refresh(file->second, name);
+      } else if (entry.op == Op::write) {
+        on_disk(file->second, size);
+      } else {
+        off_disk(file->second);
+      }
       it = pending_.find(room_id);
       // Done with it unless it was saved again meanwhile (a later turn writes that) or failed.
-      if (!error && it != pending_.end() && it->second.sequence == entry.sequence) pending_.erase(it);
+      if (!error && it != pending_.end() && it->second.sequence == entry.sequence) {
+        pending_.erase(it);
+        file->second.pending = false;
+      }
+      forget_if_idle(file);
       if (error) report(*error);
+      enforce_bounds();
       ++written_;
       flushed_.notify_all();
     }
   }
 
-  std::optional<std::string> write(const std::string& room_id, const Pending& entry) {
+  /// Does `entry`'s op on `room_id`'s file; `size` is the file's when it writes one.
+  std::optional<std::string> write(const std::string& room_id, const Pending& entry, std::uint64_t& size) {
     const fs::path path = dir_ / state_file_name(room_id);
     if (entry.op == Op::remove) {
       if (::unlink(path.c_str()) != 0 && errno != ENOENT)
@@ -403,7 +723,10 @@ class DirectoryStore final : public StateStore {
       if (entry.op == Op::set_aside) return std::nullopt;
     }
     try {
-      return write_atomically(path, encode_file(room_id, *entry.snapshot));
+      auto error = write_atomically(path, [&](int fd) { return encoder_.write(fd, room_id, entry.snapshot->bytes); });
+      struct stat st {};
+      if (!error && ::stat(path.c_str(), &st) == 0) size = static_cast<std::uint64_t>(st.st_size);
+      return error;
     } catch (const std::exception& e) {
       return fmt::format("cannot write {}: {}", path.string(), e.what());
     }
@@ -425,12 +748,18 @@ class DirectoryStore final : public StateStore {
 
   const fs::path dir_;
   const DirectoryStoreOptions options_;
+  FileEncoder encoder_;  ///< the writer thread's
   std::mutex mutex_;
   std::condition_variable wake_, flushed_;
   std::map<std::string, Pending, std::less<>> pending_;  ///< saved, not yet in the file
   std::deque<std::string> order_;                      ///< rooms to write, in order (repeats allowed)
   std::uint64_t queued_ = 0, written_ = 0;
   bool stopping_ = false;
+  Files files_;                  ///< the index: every file of the directory, every room alive
+  std::uint64_t bytes_ = 0;      ///< what the files take together
+  std::size_t count_ = 0;        ///< how many there are
+  std::uint64_t evicted_ = 0;    ///< files removed for the bounds or the TTL since the start
+  bool recheck_ = false;         ///< a room fell asleep while the files are over their bounds
   std::chrono::steady_clock::time_point last_report_{};
   std::uint64_t unreported_ = 0;
   std::thread writer_;
@@ -439,24 +768,39 @@ class DirectoryStore final : public StateStore {
 /// make_memory_store's: the snapshots in a map.
 class MemoryStore final : public StateStore {
  public:
+  explicit MemoryStore(const MemoryStoreOptions& options) : options_(options) {}
+
   LoadedState load(std::string_view room_id) override {
     std::lock_guard lock(mutex_);
-    auto it = snapshots_.find(room_id);
-    if (it == snapshots_.end()) return LoadedState::none();
-    return LoadedState::found(it->second);
+    auto it = rooms_.find(room_id);
+    if (it == rooms_.end()) return LoadedState::none();
+    wake(it->second);
+    return LoadedState::found(it->second.snapshot);
   }
   void save(std::string_view room_id, std::vector<std::byte> snapshot) override {
+    MemoryCharge taken = charge(options_.memory, snapshot.size());
+    std::vector<std::byte> replaced;  // freed outside the lock
     std::lock_guard lock(mutex_);
-    auto it = snapshots_.find(room_id);
-    if (it == snapshots_.end()) {
-      snapshots_.emplace(std::string(room_id), std::move(snapshot));
-    } else {
-      it->second = std::move(snapshot);
-    }
+    auto it = rooms_.try_emplace(std::string(room_id)).first;
+    Kept& kept = it->second;
+    bytes_ -= kept.snapshot.size();
+    replaced = std::exchange(kept.snapshot, std::move(snapshot));
+    kept.charge = std::move(taken);
+    bytes_ += kept.snapshot.size();
+    wake(kept);
+    enforce_bound();
   }
   void remove(std::string_view room_id) override {
     std::lock_guard lock(mutex_);
-    if (auto it = snapshots_.find(room_id); it != snapshots_.end()) snapshots_.erase(it);
+    if (auto it = rooms_.find(room_id); it != rooms_.end()) drop(it);
+  }
+  void asleep(std::string_view room_id) override {
+    std::lock_guard lock(mutex_);
+    auto it = rooms_.find(room_id);
+    if (it == rooms_.end()) return;
+    it->second.awake = false;
+    it->second.used = Clock::now();
+    enforce_bound();
   }
   void set_aside(std::string_view room_id, std::string_view why) override {
     spdlog::warn("room '{}': its state cannot be used ({}); it is dropped and the room starts afresh", room_id, why);
@@ -465,14 +809,55 @@ class MemoryStore final : public StateStore {
   void flush() override {}
 
  private:
+  using Clock = std::chrono::steady_clock;
+  struct Kept {
+    std::vector<std::byte> snapshot;
+    MemoryCharge charge;
+    bool awake = false;  ///< loaded or saved since it last fell asleep: never dropped
+    Clock::time_point used{};
+  };
+  using Rooms = std::map<std::string, Kept, std::less<>>;
+
+  static void wake(Kept& kept) {
+    kept.awake = true;
+    kept.used = Clock::now();
+  }
+  void drop(Rooms::iterator it) {
+    bytes_ -= it->second.snapshot.size();
+    rooms_.erase(it);
+  }
+  /// Drops the least recently used rooms asleep until the snapshots are within the bound (a room
+  /// alive keeps its snapshot however large).
+  void enforce_bound() {
+    if (bytes_ <= options_.max_bytes) return;
+    std::vector<Rooms::iterator> asleep;
+    for (auto it = rooms_.begin(); it != rooms_.end(); ++it)
+      if (!it->second.awake) asleep.push_back(it);
+    std::sort(asleep.begin(), asleep.end(),
+              [](Rooms::iterator a, Rooms::iterator b) { return a->second.used < b->second.used; });
+    const auto now = Clock::now();
+    for (const auto it : asleep) {
+      if (bytes_ <= options_.max_bytes) break;
+      ++evicted_;
+      spdlog::info("stateroom dev's in-memory store: room '{}' ({}, unused for {}) removed: its {} reached ({} "
+                   "evicted so far)",
+                   it->first, detail::format_bytes(it->second.snapshot.size()), format_age(now - it->second.used),
+                   detail::format_bytes(options_.max_bytes), evicted_);
+      drop(it);
+    }
+  }
+
+  const MemoryStoreOptions options_;
   std::mutex mutex_;
-  std::map<std::string, std::vector<std::byte>, std::less<>> snapshots_;
+  Rooms rooms_;
+  std::uint64_t bytes_ = 0;    ///< the snapshots together
+  std::uint64_t evicted_ = 0;  ///< rooms dropped for the bound so far
 };
 
 }  // namespace
 
-std::shared_ptr<StateStore> make_memory_store() {
-  return std::make_shared<MemoryStore>();
+std::shared_ptr<StateStore> make_memory_store(const MemoryStoreOptions& options) {
+  return std::make_shared<MemoryStore>(options);
 }
 
 std::string state_file_name(std::string_view room_id) {

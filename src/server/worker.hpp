@@ -60,6 +60,9 @@ struct Shared {
   Admission admission;
   /// The checks an upgrade passes before it reaches a room (configured when the server starts).
   Gate gate;
+  /// What snapshots held in memory count against (options.memory_budget, or one of half the
+  /// machine's memory).
+  std::shared_ptr<MemoryBudget> memory;
   /// Where rooms' snapshots go (options.state_store, or the store of options.state_dir); null:
   /// rooms keep nothing.
   std::shared_ptr<StateStore> store;
@@ -142,27 +145,35 @@ struct Worker {
   /// Takes a place in the room budget for a new room `room_id` (logging a refusal); why not.
   std::optional<Refusal> admit_room(const std::string& room_id, const PeerAddress* creator);
   /// Builds the admitted room `room_id` from `saved`, gives its place back when it cannot start.
-  std::shared_ptr<Room> create_room(const std::string& room_id, LoadedState saved, std::optional<Refusal>* refused);
+  /// `charge`: what `saved` holds of the memory budget.
+  std::shared_ptr<Room> create_room(const std::string& room_id, LoadedState saved, std::optional<Refusal>* refused,
+                                    MemoryCharge charge = {});
   /// The saved state of waking room `room_id` has been read: the room starts, its connects go on.
-  void woke(const std::string& room_id, LoadedState saved);
+  void woke(const std::string& room_id, LoadedState saved, MemoryCharge charge);
   /// Runs the snapshot work of one pass (snapshot_step_bytes), then posts itself again while
   /// there is more.
   void take_steps();
   std::deque<std::weak_ptr<Room>> steps_;  ///< rooms with a step queued, in order
   bool steps_posted_ = false;
   std::chrono::steady_clock::time_point behind_reported_{};  ///< the last "fall behind" line
+  std::chrono::steady_clock::time_point memory_reported_{};  ///< the last report_memory_wait line
+  std::size_t memory_unreported_ = 0;                          ///< waits since then
 
  public:
 
   /// Starts the periodic snapshots: four ticks every `interval`, the first after `first`. At each
-  /// tick the rooms whose oldest unsaved event is three ticks old are queued for a snapshot, the
-  /// oldest first; a room left unsaved for two intervals is said in the log (at most every 10 s).
+  /// tick the rooms whose oldest unsaved event is two ticks old are queued for a snapshot, the
+  /// oldest first, so that it is taken and written within the interval; a room left unsaved for two
+  /// intervals is said in the log (at most every 10 s).
   void tick_snapshots(std::chrono::milliseconds interval, std::chrono::milliseconds first);
   /// Ticks of the periodic snapshots so far (Room::unsaved_since).
   std::uint64_t snapshot_tick = 0;
   /// How much copying one pass of the event loop gives to snapshots and restores in steps: about
   /// a millisecond, so that a large room's snapshot never holds its neighbours up for long.
   static constexpr std::size_t snapshot_step_bytes = std::size_t{2} << 20;
+  /// A snapshot of `room_id` (`bytes` so far) did not fit the memory budget and waits: said in
+  /// the log at most every 10 s per worker.
+  void report_memory_wait(const std::string& room_id, std::size_t bytes, bool hibernating);
   /// Queues a step of `why` for `room` in the snapshot work (a restore or a hibernation goes
   /// ahead of periodic snapshots; a room holds one place, for its most urgent step).
   void queue_step(const std::shared_ptr<Room>& room, SnapshotStep why);

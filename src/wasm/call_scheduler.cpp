@@ -396,10 +396,9 @@ void CallScheduler::on_budget_refused(void* env, std::uint64_t desired) noexcept
 }
 
 std::string CallScheduler::budget_refusal(std::uint64_t desired) const {
-  const auto& budget = runtime_.memory_budget;
+  const auto& budget = *runtime_.memory_budget;
   return fmt::format("the memory of all rooms is at its limit of {} ({} in use; this room's would grow to {})",
-                     format_bytes(budget.limit), format_bytes(budget.used.load(std::memory_order_relaxed)),
-                     format_bytes(desired));
+                     format_bytes(budget.limit()), format_bytes(budget.used()), format_bytes(desired));
 }
 
 // --- deadlines ------------------------------------------------------------------------------------

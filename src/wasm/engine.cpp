@@ -11,6 +11,7 @@
 #include <string>
 
 #include "engine_impl.hpp"
+#include "../common/machine_memory.hpp"
 
 namespace stateroom::wasm {
 
@@ -48,26 +49,13 @@ bool register_heavy_barrier() noexcept {
   return syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
 }
 
-/// Half the memory this process may use: the lower of the machine's RAM and its cgroup's limit
-/// (cgroup v2 `memory.max`, v1 `memory.limit_in_bytes`).
-std::uint64_t default_total_memory() {
-  const long pages = sysconf(_SC_PHYS_PAGES);
-  const long page = sysconf(_SC_PAGESIZE);
-  std::uint64_t memory = pages > 0 && page > 0 ? static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page)
-                                               : std::uint64_t{4} << 30;
-  for (const char* file : {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
-    std::ifstream in(file);
-    std::uint64_t limit = 0;
-    if (in >> limit && limit > 0) memory = std::min(memory, limit);  // "max" reads as no number
-  }
-  return std::max<std::uint64_t>(memory / 2, 65536);
-}
-
 }  // namespace
 
 Engine::Impl::Impl(Limits limits_in)
-    : limits(limits_in), engine(make_engine(limits)), asymmetric_(register_heavy_barrier()) {
-  memory_budget.limit = limits.total_memory_bytes;
+    : limits(limits_in),
+      engine(make_engine(limits)),
+      memory_budget(std::make_shared<MemoryBudget>(limits.total_memory_bytes)),
+      asymmetric_(register_heavy_barrier()) {
   ticker_ = std::thread([this] { tick_epochs(); });
 }
 
@@ -178,7 +166,7 @@ Engine::Engine(Limits limits) {
   if (limits.cpu_window < std::chrono::milliseconds(100))
     throw std::invalid_argument("the CPU share's window must be at least 100 ms");
   if (limits.max_instances == 0) throw std::invalid_argument("the instance limit must be at least 1");
-  if (limits.total_memory_bytes == 0) limits.total_memory_bytes = default_total_memory();
+  if (limits.total_memory_bytes == 0) limits.total_memory_bytes = ::stateroom::detail::half_the_memory();
   if (limits.total_memory_bytes < 65536)
     throw std::invalid_argument("the total memory limit must be at least 64 KiB (one WebAssembly page)");
   impl_ = std::make_unique<Impl>(limits);
@@ -192,8 +180,10 @@ std::uint32_t Engine::live_instances() const noexcept {
   return impl_->live_instances.load(std::memory_order_relaxed);
 }
 
+std::shared_ptr<MemoryBudget> Engine::memory_budget() const noexcept { return impl_->memory_budget; }
+
 std::uint64_t Engine::memory_in_use() const noexcept {
-  return impl_->memory_budget.used.load(std::memory_order_relaxed);
+  return impl_->memory_budget->used();
 }
 
 }  // namespace stateroom::wasm

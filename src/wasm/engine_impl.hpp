@@ -3,6 +3,8 @@
 
 #include <array>
 #include <atomic>
+#include <memory>
+#include <type_traits>
 #include <chrono>
 #include <cstdint>
 #include <condition_variable>
@@ -10,6 +12,7 @@
 #include <mutex>
 #include <thread>
 
+#include "stateroom/memory_budget.hpp"
 #include "stateroom/wasm.hpp"
 #include "wasmtime_util.hpp"
 
@@ -37,13 +40,11 @@ struct Engine::Impl {
   std::atomic<std::uint32_t> live_instances{0};
   /// The linear memory of every room's instance together, against limits.total_memory_bytes:
   /// the Wasmtime wrapper crate's `stateroom_memory_budget_t` (which updates it as memories grow,
-  /// and as their stores go).
-  struct MemoryBudget {
-    std::atomic<std::uint64_t> used{0};
-    std::uint64_t limit = 0;
-  } memory_budget;
+  /// and as their stores go) reads it directly. Shared with whatever else counts against it (the
+  /// server's snapshots held in memory: Engine::memory_budget).
+  const std::shared_ptr<MemoryBudget> memory_budget;
   static_assert(std::atomic<std::uint64_t>::is_always_lock_free && sizeof(MemoryBudget) == 16 &&
-                offsetof(MemoryBudget, limit) == 8);
+                std::is_standard_layout_v<MemoryBudget>);
 
  private:
   void tick_epochs();

@@ -18,7 +18,7 @@
 // guest SDK's allocator then traps), and each room takes its whole cap from the budget as it starts.
 extern "C" void stateroom_store_limiter(wasmtime_store_t* store, std::uint64_t memory_size,
                                         std::uint64_t table_elements,
-                                        stateroom::wasm::Engine::Impl::MemoryBudget* budget,
+                                        stateroom::MemoryBudget* budget,
                                         void (*refused)(void* env, std::uint64_t desired), void* refused_env);
 #endif
 
@@ -39,7 +39,7 @@ GuestInstance::~GuestInstance() {
   output_.flush();
   store_.reset();  // gives its memory back to the budget
 #if !STATEROOM_WASMTIME_WRAPPER
-  if (holds_cap_) module_->runtime().memory_budget.used.fetch_sub(module_->runtime().limits.memory_bytes);
+  if (holds_cap_) module_->runtime().memory_budget->give_back(module_->runtime().limits.memory_bytes);
 #endif
   if (holds_slot_) module_->runtime().release_instance();
 }
@@ -56,18 +56,14 @@ std::optional<std::string> GuestInstance::start(void* adapter) {
   store_.reset(wasmtime_store_new(runtime.engine.get(), adapter, nullptr));
   context_ = wasmtime_store_context(store_.get());
 #if STATEROOM_WASMTIME_WRAPPER
-  stateroom_store_limiter(store_.get(), limits.memory_bytes, UINT64_MAX, &runtime.memory_budget,
+  stateroom_store_limiter(store_.get(), limits.memory_bytes, UINT64_MAX, runtime.memory_budget.get(),
                           &CallScheduler::on_budget_refused, &calls_);
 #else
   wasmtime_store_limiter(store_.get(), static_cast<std::int64_t>(limits.memory_bytes), -1, -1, -1, -1);
-  auto& used = runtime.memory_budget.used;
-  std::uint64_t now = used.load(std::memory_order_relaxed);
-  do {
-    if (now + limits.memory_bytes > runtime.memory_budget.limit) {
-      unavailable_ = true;
-      return calls_.budget_refusal(limits.memory_bytes);
-    }
-  } while (!used.compare_exchange_weak(now, now + limits.memory_bytes, std::memory_order_relaxed));
+  if (!runtime.memory_budget->take(limits.memory_bytes)) {
+    unavailable_ = true;
+    return calls_.budget_refusal(limits.memory_bytes);
+  }
   holds_cap_ = true;
 #endif
   calls_.attach(store_.get());

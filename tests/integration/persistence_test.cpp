@@ -362,6 +362,7 @@ class FlakyStore final : public StateStore {
     inner_->save(room_id, std::move(snapshot));
   }
   void remove(std::string_view room_id) override { inner_->remove(room_id); }
+  void asleep(std::string_view room_id) override { inner_->asleep(room_id); }
   void set_aside(std::string_view room_id, std::string_view why) override { inner_->set_aside(room_id, why); }
   void flush() override { inner_->flush(); }
 
@@ -517,6 +518,127 @@ TEST_F(PersistenceTest, ABareConnectAndCloseLeavesNoFile) {
     }
     EXPECT_TRUE(fs::exists(dir_ / "r-used.snapshot")) << "a woken room's file went when it slept again";
   }
+}
+
+// --- snapshots count against the memory budget ----------------------------------------------------
+
+/// Whether `file` appears within `within`.
+bool appears(const fs::path& file, std::chrono::milliseconds within) {
+  const auto deadline = std::chrono::steady_clock::now() + within;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (fs::exists(file)) return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return fs::exists(file);
+}
+
+const std::string ballast_path = std::string(STATEROOM_WASM_DIR) + "/ballast.wasm";
+
+/// Sends `text` to `c` and returns the text it answers ("no answer" when none).
+std::string ask(WsClient& c, const std::string& text) {
+  c.send_text(text);
+  auto r = c.read();
+  return r ? r->data : "no answer";
+}
+
+/// The ballast example's rooms with 4 MiB of memory together: `hog` takes 2 MiB of incompressible
+/// state and `r` 1 MiB, so that r's snapshot does not fit beside their instances.
+struct FullBudget {
+  explicit FullBudget(ServerOptions o) : server(module, [&] {
+    o.memory_budget = engine->memory_budget();
+    return o;
+  }()) {}
+  bool fill() {
+    hog = connect(server, "/ws/hog");
+    r = connect(server, "/ws/r");
+    if (!hog || !r) return false;
+    EXPECT_EQ(ask(*hog, "grow 2"), "size 2");
+    EXPECT_EQ(ask(*r, "grow 1"), "size 1");
+    EXPECT_EQ(ask(*r, "increment"), "count: 1");
+    EXPECT_GT(engine->memory_in_use() + mib, engine->limits().total_memory_bytes) << engine->memory_in_use();
+    return true;
+  }
+  std::shared_ptr<wasm::Engine> engine = std::make_shared<wasm::Engine>(
+      wasm::Limits{.memory_bytes = 3 * mib, .total_memory_bytes = 4 * mib, .max_instances = 16});
+  std::shared_ptr<wasm::Module> module = wasm::Module::load(engine, ballast_path);
+  TestServer server;
+  std::unique_ptr<WsClient> hog, r;
+};
+
+// A periodic snapshot counts against the memory of all rooms as it is taken: one that does not fit
+// waits (said in the log), the room goes on, and it is taken once there is room.
+TEST_F(PersistenceTest, APeriodicSnapshotThatDoesNotFitTheMemoryBudgetWaitsForRoom) {
+  ServerOptions o = options();
+  o.snapshot_interval = 100ms;
+  o.room_grace = RoomGrace::immediate();  // the hog's memory goes back as it leaves
+  LogCapture log;
+  FullBudget b(o);
+  ASSERT_TRUE(b.fill());
+  ASSERT_TRUE(log.wait_for("room 'r': its snapshot", 3s));
+  EXPECT_TRUE(log.contains("does not fit the memory of all rooms")) << "no line says the snapshot waits";
+  EXPECT_FALSE(fs::exists(dir_ / "r-r.snapshot"));
+  EXPECT_LE(b.engine->memory_in_use(), 4 * mib);
+  EXPECT_EQ(ask(*b.r, "increment"), "count: 2") << "the room goes on meanwhile";
+  b.hog->close();
+  b.hog.reset();
+  EXPECT_TRUE(appears(dir_ / "r-r.snapshot", 3s)) << "the snapshot was not taken once there was room";
+}
+
+// A WebAssembly room hibernating exchanges its instance for its snapshot: it may, even with the
+// budget full, and its memory goes back as it ends.
+TEST_F(PersistenceTest, AWasmRoomHibernatesWithTheMemoryBudgetFull) {
+  ServerOptions o = options();
+  o.room_grace = RoomGrace::immediate();
+  FullBudget b(o);
+  ASSERT_TRUE(b.fill());
+  const std::uint64_t both = b.engine->memory_in_use();
+  b.r->close();
+  b.r.reset();
+  EXPECT_TRUE(appears(dir_ / "r-r.snapshot", 3s));
+  for (int i = 0; i < 300 && b.engine->memory_in_use() > both - mib; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_LE(b.engine->memory_in_use(), both - mib) << "r's instance did not go as it hibernated";
+  b.hog->close();
+  b.hog.reset();
+  ASSERT_TRUE(memory_in_use_becomes(*b.engine, 0));
+  auto r = connect(b.server, "/ws/r");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(ask(*r, "check"), "ok 1 1") << "it came back whole";
+}
+
+/// A native service whose snapshot is 1 MiB.
+struct Heavy : Service {
+  std::vector<std::byte> state = std::vector<std::byte>(1 << 20, std::byte{7});
+  void message(ClientId sender, const MessagePayload&, Context& ctx) override { ctx.send(client(sender), "ok"); }
+  std::vector<std::byte> snapshot() override { return state; }
+  bool restore(std::span<const std::byte> saved, Context&) override {
+    state.assign(saved.begin(), saved.end());
+    return true;
+  }
+};
+
+// A native room whose snapshot does not fit the memory budget as it hibernates stays alive (its
+// memory is not the budget's to exchange), says so, and hibernates once it fits.
+TEST_F(PersistenceTest, ANativeRoomWhoseSnapshotDoesNotFitStaysAliveUntilItDoes) {
+  auto budget = std::make_shared<MemoryBudget>(2 * mib);
+  ServerOptions o = options();
+  o.memory_budget = budget;
+  o.room_grace = RoomGrace::immediate();
+  LogCapture log;
+  TestServer server(std::make_shared<ServiceFactoryOf<Heavy>>(), o);
+  ASSERT_TRUE(budget->take(3 * mib / 2));  // what else holds memory: 512 KiB are left
+  {
+    auto c = connect(server, "/ws/heavy");
+    ASSERT_TRUE(c);
+    c->send_text("x");
+    ASSERT_TRUE(c->read());
+    c->close();
+  }
+  EXPECT_TRUE(log.wait_for("room 'heavy': its snapshot", 3s));
+  EXPECT_TRUE(log.contains("it stays alive and hibernates later"));
+  EXPECT_FALSE(fs::exists(dir_ / "r-heavy.snapshot"));
+  budget->give_back(3 * mib / 2);
+  EXPECT_TRUE(appears(dir_ / "r-heavy.snapshot", 5s)) << "it did not hibernate once it fitted";
+  EXPECT_TRUE(log.wait_for("room 'heavy'", 1s));
 }
 
 // --- another build of the same layout: --on-module-change layout, Server::replace_factory ----------

@@ -1,5 +1,6 @@
 // Parsing of the server's command-line values.
 #include "../../src/cli/options.hpp"
+#include "../../src/cli/project.hpp"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -14,6 +15,17 @@ namespace stateroom::cli {
 namespace {
 
 using namespace std::chrono_literals;
+
+/// The server options `args` give, in order (CLI11 takes them reversed).
+ServerOptions parsed(std::vector<std::string> args) {
+  CLI::App app;
+  ServerOptions options;
+  std::string level;
+  add_server_options(app, options, level);
+  std::reverse(args.begin(), args.end());
+  app.parse(args);
+  return options;
+}
 
 TEST(Options, Sizes) {
   EXPECT_EQ(parse_size("1024"), 1024u);
@@ -118,15 +130,6 @@ TEST(Options, TheTokenSecretFromAFileTheEnvironmentOrTheFlag) {
   EXPECT_FALSE(holding("\n"));
   EXPECT_FALSE(read_secret_file((file.string() + ".missing")));
 
-  auto parsed = [](std::vector<std::string> args) {  // in order; CLI11 takes them reversed
-    CLI::App app;
-    ServerOptions options;
-    std::string level;
-    add_server_options(app, options, level);
-    std::reverse(args.begin(), args.end());
-    app.parse(args);
-    return options;
-  };
   ::setenv("STATEROOM_AUTH_TOKEN_SECRET", "from the environment", 1);
   EXPECT_EQ(parsed({}).auth_token_secret, "from the environment");
   EXPECT_EQ(parsed({"--auth-token-secret", "from the flag"}).auth_token_secret, "from the flag");
@@ -145,6 +148,48 @@ TEST(Options, TheTokenSecretFromAFileTheEnvironmentOrTheFlag) {
   EXPECT_EQ(parsed({"--allowed-origins", "https://a.example,https://b.example"}).allowed_origins,
             (std::vector<std::string>{"https://a.example", "https://b.example"}));
   EXPECT_THROW(parsed({"--allowed-origins", "https://a.example/app"}), CLI::ValidationError);
+}
+
+// The state directory's bounds: --state-max-bytes takes a size as --memory-limit does, --state-max-rooms
+// a count, --state-ttl a duration (whole seconds, rounded up) or 0 / off; stateroom.toml the same.
+TEST(Options, TheStateDirectorysBoundsAndTtl) {
+  const ServerOptions defaults = parsed({});
+  EXPECT_EQ(defaults.state_max_bytes, 4ull << 30);
+  EXPECT_EQ(defaults.state_max_rooms, 100000u);
+  EXPECT_EQ(defaults.state_ttl, 0s);
+  const ServerOptions set =
+      parsed({"--state-max-bytes", "512MiB", "--state-max-rooms", "2500", "--state-ttl", "30m"});
+  EXPECT_EQ(set.state_max_bytes, 512ull << 20);
+  EXPECT_EQ(set.state_max_rooms, 2500u);
+  EXPECT_EQ(set.state_ttl, 1800s);
+  EXPECT_EQ(parsed({"--state-max-bytes", "10GB"}).state_max_bytes, 10000000000ull);
+  EXPECT_EQ(parsed({"--state-ttl", "720h"}).state_ttl, 720h);
+  EXPECT_EQ(parsed({"--state-ttl", "1500ms"}).state_ttl, 2s) << "rounded up to whole seconds";
+  for (const char* off : {"off", "OFF", "0", "0s"}) EXPECT_EQ(parsed({"--state-ttl", off}).state_ttl, 0s) << off;
+  for (const std::vector<std::string>& bad :
+       {std::vector<std::string>{"--state-max-bytes", "0"}, {"--state-max-bytes", "lots"},
+        {"--state-max-bytes", "1TiB"}, {"--state-max-rooms", "0"}, {"--state-max-rooms", "-5"},
+        {"--state-max-rooms", "many"}, {"--state-ttl", "soon"}, {"--state-ttl", "-1s"}, {"--state-ttl", "1d"}})
+    EXPECT_THROW(parsed(bad), CLI::ValidationError) << bad[0] << " " << bad[1];
+
+  // stateroom.toml: the same keys, checked as the flags are.
+  const auto dir = std::filesystem::temp_directory_path() / ("stateroom-options-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "stateroom.toml") << "[service]\ntarget = \"x\"\n[server]\nstate_dir = \"state\"\n"
+                                           "state_max_bytes = \"1GiB\"\nstate_max_rooms = 300\nstate_ttl = \"24h\"\n";
+  std::ofstream(dir / "CMakeLists.txt") << "project(x)\n";
+  const Project project = Project::load(dir / "stateroom.toml");
+  const ServerOptions from_file = parsed(project.server_args);
+  EXPECT_EQ(from_file.state_max_bytes, 1ull << 30);
+  EXPECT_EQ(from_file.state_max_rooms, 300u);
+  EXPECT_EQ(from_file.state_ttl, 24h);
+  std::ofstream(dir / "stateroom.toml", std::ios::trunc) << "[service]\ntarget = \"x\"\n[server]\nstate_ttl = 0\n"
+                                                            "state_max_bytes = 4096\n";
+  EXPECT_EQ(parsed(Project::load(dir / "stateroom.toml").server_args).state_ttl, 0s);
+  EXPECT_EQ(parsed(Project::load(dir / "stateroom.toml").server_args).state_max_bytes, 4096u);
+  std::ofstream(dir / "stateroom.toml", std::ios::trunc) << "[service]\ntarget = \"x\"\n[server]\nstate_ttl = \"soon\"\n";
+  EXPECT_THROW(Project::load(dir / "stateroom.toml"), UserError);
+  std::filesystem::remove_all(dir);
 }
 
 // --help shows a default for each option; it must be what the option structs really default to.

@@ -132,6 +132,7 @@ TEST_F(ProjectTest, EveryMistakeNamesItsLineAndKey) {
             "1: unknown key 'statc_files' (known: static_files, [service], [server])");
   EXPECT_EQ(error("[service]\ntarget = \"x\"\n[server]\nportt = 1\n"),
             "4: unknown key 'server.portt' (known: host, port, threads, client_files, state_dir, snapshot_interval, "
+            "state_max_bytes, state_max_rooms, state_ttl, "
             "on_module_change, default_room, room_grace, "
             "max_message_size, max_queued, max_send_size, max_room_queue, write_timeout, ping_interval, idle_timeout, "
             "request_timeout, close_timeout, log_level, memory_limit, total_memory_limit, cpu_limit, cpu_share, "

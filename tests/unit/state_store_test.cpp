@@ -1,6 +1,9 @@
 // The directory store of rooms' snapshots (include/stateroom/state_store.hpp).
 #include "stateroom/state_store.hpp"
 
+#include "stateroom/memory_budget.hpp"
+
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <spdlog/sinks/ringbuffer_sink.h>
 #include <spdlog/spdlog.h>
@@ -9,13 +12,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
+#include <zstd.h>
 
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <random>
 #include <set>
 #include <string>
+#include <thread>
 
 namespace stateroom {
 namespace {
@@ -27,6 +33,17 @@ std::vector<std::byte> bytes_of(std::string_view text) {
   for (char c : text) out.push_back(static_cast<std::byte>(c));
   return out;
 }
+
+/// `size` bytes zstd cannot shrink: a file holding them takes about as much.
+std::vector<std::byte> noise(std::size_t size) {
+  static std::mt19937 random(42);
+  std::vector<std::byte> out(size);
+  for (auto& b : out) b = static_cast<std::byte>(random());
+  return out;
+}
+
+/// A moment apart, so that the rooms' last uses are in a known order.
+void tick() { std::this_thread::sleep_for(std::chrono::milliseconds(2)); }
 
 /// What a load found (nothing when it found none or could not read it now).
 std::optional<std::vector<std::byte>> found(LoadedState loaded) {
@@ -151,7 +168,7 @@ TEST_F(StateStoreTest, CorruptTruncatedAndForeignFilesAreRefusedOnceAndSetAside)
     EXPECT_TRUE(fs::exists(fs::path(file_of(id)) += ".unreadable")) << id;
   }
   EXPECT_TRUE(logged("room 'corrupt': its snapshot"));
-  EXPECT_TRUE(logged("its checksum does not match"));
+  EXPECT_TRUE(logged("checksum does not match"));
   EXPECT_TRUE(logged("room 'empty': its snapshot"));
   EXPECT_FALSE(found(store->load("corrupt"))) << "asked again: nothing, and no second warning needed";
   EXPECT_EQ(found(store->load("mine")), bytes_of(std::string(1000, 'z') + "mine"));
@@ -184,8 +201,8 @@ TEST_F(StateStoreTest, AStoreThatCannotWriteSaysWhatIsLostWhenItGoes) {
                      " and is lost: 'blocked'"));
 }
 
-/// A file of `store`'s format for `room` whose header claims `claimed` bytes of snapshot, with its
-/// checksum made right again: only the claim is a lie.
+/// A file of the store's format for `room` whose header claims `claimed` bytes of snapshot, with
+/// its header's checksum made right again: only the claim is a lie.
 void claim_size(const fs::path& file, std::string_view room, std::uint64_t claimed) {
   std::string bytes;
   {
@@ -194,10 +211,9 @@ void claim_size(const fs::path& file, std::string_view room, std::uint64_t claim
   }
   const std::size_t at = std::string_view("STATEROOM-SNAPSHOT\n").size() + 8 + room.size();
   for (int i = 0; i < 8; ++i) bytes[at + i] = static_cast<char>(claimed >> (8 * i));
-  bytes.resize(bytes.size() - 4);
   const auto crc = static_cast<std::uint32_t>(
-      crc32(crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(bytes.data()), static_cast<uInt>(bytes.size())));
-  for (int i = 0; i < 4; ++i) bytes.push_back(static_cast<char>(crc >> (8 * i)));
+      crc32(crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(bytes.data()), static_cast<uInt>(at + 8)));
+  for (int i = 0; i < 4; ++i) bytes[at + 8 + i] = static_cast<char>(crc >> (8 * i));
   std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes;
 }
 
@@ -300,6 +316,33 @@ TEST_F(StateStoreTest, ASnapshotSetAsideIsKeptForALookAndNotLoadedAgain) {
   EXPECT_TRUE(logged("room 'r': its snapshot cannot be used (its service did not take it)"));
 }
 
+// Files of format 1 (a checksum of the whole file at its end), as servers before wrote them, are
+// still read; a byte changed in one is still found.
+TEST_F(StateStoreTest, FilesOfTheFormerFormatAreStillRead) {
+  const std::string room = "old";
+  const std::string snapshot = std::string(5000, 'a') + "the old format";
+  std::string file = "STATEROOM-SNAPSHOT\n";
+  auto put = [&](std::uint64_t value, int bytes) {
+    for (int i = 0; i < bytes; ++i) file.push_back(static_cast<char>(value >> (8 * i)));
+  };
+  put(1, 4);
+  put(room.size(), 4);
+  file += room;
+  put(snapshot.size(), 8);
+  std::string compressed(ZSTD_compressBound(snapshot.size()), '\0');
+  compressed.resize(ZSTD_compress(compressed.data(), compressed.size(), snapshot.data(), snapshot.size(), 3));
+  put(compressed.size(), 8);
+  file += compressed;
+  put(crc32(crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(file.data()), static_cast<uInt>(file.size())), 4);
+  fs::create_directories(dir_);
+  std::ofstream(file_of(room), std::ios::binary) << file;
+  EXPECT_EQ(found(make_directory_store(dir_)->load(room)), bytes_of(snapshot));
+  file[file.size() / 2] ^= 1;
+  std::ofstream(file_of(room), std::ios::binary | std::ios::trunc) << file;
+  EXPECT_FALSE(found(make_directory_store(dir_)->load(room)));
+  EXPECT_TRUE(logged("its checksum does not match"));
+}
+
 // A crash in the middle of a write leaves a temporary file beside the last whole snapshot: a
 // store that starts removes it, and the snapshot is as it was.
 TEST_F(StateStoreTest, AStartRemovesTheTemporaryFilesOfWritesCutShort) {
@@ -331,6 +374,234 @@ TEST(MemoryStore, KeepsTheLastSnapshotOfEachRoomUntilRemoved) {
   store->remove("a");
   store->flush();
   EXPECT_FALSE(found(store->load("a")));
+}
+
+// The bounds of the directory: past --state-max-bytes the room asleep that was used least recently
+// goes first, its next load finds nothing; a room alive is never evicted, however long unused.
+TEST_F(StateStoreTest, TheByteBoundEvictsTheLeastRecentlyUsedRoomAsleepAndNeverOneAlive) {
+  // Four files of 10 KiB do not fit; three do.
+  auto store = make_directory_store(dir_, {.max_bytes = 35000});
+  store->save("alive", noise(10000));  // used first, and never asleep
+  tick();
+  for (const char* room : {"old", "mid"}) {
+    store->save(room, noise(10000));
+    store->asleep(room);
+    tick();
+  }
+  store->flush();
+  EXPECT_FALSE(logged("removed:")) << "within the bound, nothing goes";
+  store->save("new", noise(10000));
+  store->flush();
+  EXPECT_TRUE(fs::exists(file_of("alive"))) << "a room alive was evicted";
+  EXPECT_FALSE(fs::exists(file_of("old"))) << "the least recently used room asleep should go";
+  EXPECT_TRUE(fs::exists(file_of("mid")));
+  EXPECT_TRUE(fs::exists(file_of("new")));
+  EXPECT_TRUE(logged("state directory: room 'old' (9.8 KiB, unused for 0 s) removed: --state-max-bytes 34.2 KiB "
+                     "reached (1 evicted so far)"));
+  EXPECT_EQ(store->load("old").status, LoadedState::Status::none) << "an evicted room starts afresh";
+  // A load wakes a room: "mid" is kept, "new" (asleep since) goes.
+  store->asleep("new");
+  tick();
+  EXPECT_TRUE(found(store->load("mid")));
+  store->save("newer", noise(10000));
+  store->flush();
+  EXPECT_TRUE(fs::exists(file_of("mid"))) << "a room loaded again was evicted";
+  EXPECT_FALSE(fs::exists(file_of("new")));
+  EXPECT_TRUE(fs::exists(file_of("alive")));
+  EXPECT_TRUE(logged("room 'new'"));
+  EXPECT_TRUE(logged("(2 evicted so far)"));
+}
+
+TEST_F(StateStoreTest, TheRoomBoundEvictsTheLeastRecentlyUsedRoomAsleepAndNeverOneAlive) {
+  auto store = make_directory_store(dir_, {.max_rooms = 3});
+  store->save("a", bytes_of("a"));
+  store->asleep("a");
+  tick();
+  store->save("alive", bytes_of("alive"));
+  tick();
+  store->save("c", bytes_of("c"));
+  store->asleep("c");
+  tick();
+  store->flush();
+  store->save("d", bytes_of("d"));
+  store->flush();
+  EXPECT_FALSE(fs::exists(file_of("a")));
+  EXPECT_TRUE(logged("state directory: room 'a' (") && logged("removed: --state-max-rooms 3 reached (1 evicted so far)"));
+  store->save("e", bytes_of("e"));
+  store->flush();
+  EXPECT_TRUE(fs::exists(file_of("alive"))) << "a room alive was evicted";
+  EXPECT_FALSE(fs::exists(file_of("c")));
+  EXPECT_TRUE(fs::exists(file_of("d")));
+  EXPECT_TRUE(fs::exists(file_of("e")));
+  EXPECT_FALSE(found(store->load("c")));
+  EXPECT_EQ(found(store->load("alive")), bytes_of("alive"));
+}
+
+// A directory already past its bounds is brought within them as the store starts, the oldest
+// files (by modification time) first; a room with a long id (an h- file) is named from its header.
+TEST_F(StateStoreTest, ADirectoryOverItsBoundsAtStartLosesItsOldestFilesFirst) {
+  const std::string long_id(300, 'q');
+  const std::vector<std::string> rooms = {long_id, "b", "c", "d", "e"};  // oldest first
+  {
+    auto store = make_directory_store(dir_);
+    for (const auto& room : rooms) store->save(room, noise(10000));
+    store->flush();
+  }
+  std::ofstream(fs::path(file_of("aside")) += ".unreadable") << "kept for a look";
+  const auto now = fs::file_time_type::clock::now();
+  for (std::size_t i = 0; i < rooms.size(); ++i)
+    fs::last_write_time(file_of(rooms[i]), now - std::chrono::hours(rooms.size() - i));
+  {
+    auto store = make_directory_store(dir_, {.max_rooms = 3});  // five files: two go at once
+    EXPECT_FALSE(fs::exists(file_of(long_id)));
+    EXPECT_FALSE(fs::exists(file_of("b")));
+    for (const char* room : {"c", "d", "e"}) EXPECT_TRUE(fs::exists(file_of(room))) << room;
+    EXPECT_TRUE(logged("state directory: room '" + long_id + "' (10.1 KiB, unused for 5 h) removed: --state-max-rooms 3 "
+                       "reached (1 evicted so far)"));
+    EXPECT_TRUE(logged("room 'b' (9.8 KiB, unused for 4 h) removed: --state-max-rooms 3 reached (2 evicted so far)"));
+    EXPECT_FALSE(found(store->load("b")));
+  }
+  {
+    auto store = make_directory_store(dir_, {.max_bytes = 15000});  // room for one file
+    EXPECT_FALSE(fs::exists(file_of("c")));
+    EXPECT_FALSE(fs::exists(file_of("d")));
+    EXPECT_TRUE(fs::exists(file_of("e")));
+    EXPECT_TRUE(logged("room 'd' (9.8 KiB, unused for 2 h) removed: --state-max-bytes 14.6 KiB reached"));
+  }
+  EXPECT_TRUE(fs::exists(fs::path(file_of("aside")) += ".unreadable")) << "a file set aside is never evicted";
+}
+
+// A file whose room's newer snapshot waits to be written (here: it cannot be) is not evicted,
+// however long ago its room was used: the write is about to replace it.
+TEST_F(StateStoreTest, AFileAPendingWriteWillReplaceIsNeverEvicted) {
+  {
+    auto store = make_directory_store(dir_);
+    store->save("blocked", bytes_of("old"));
+    store->flush();
+  }
+  fs::create_directories(fs::path(file_of("blocked")) += ".tmp");  // its writes fail
+  auto store = make_directory_store(dir_, {.max_rooms = 2});
+  store->save("blocked", bytes_of("new"));
+  store->asleep("blocked");
+  tick();
+  store->flush();
+  ASSERT_TRUE(logged("state directory: cannot create"));
+  for (const char* room : {"x", "y"}) {
+    store->save(room, bytes_of(room));
+    store->asleep(room);
+    tick();
+    store->flush();
+  }
+  EXPECT_TRUE(fs::exists(file_of("blocked"))) << "the file a pending write replaces was evicted";
+  EXPECT_FALSE(fs::exists(file_of("x")));
+  EXPECT_TRUE(fs::exists(file_of("y")));
+  EXPECT_EQ(found(store->load("blocked")), bytes_of("new"));
+}
+
+// --state-ttl: a room asleep and unused for longer is removed by the writer (it looks every tenth
+// of the TTL); one alive is kept however old its file.
+TEST_F(StateStoreTest, RoomsAsleepPastTheTtlAreRemoved) {
+  {
+    auto store = make_directory_store(dir_);
+    for (const char* room : {"stale", "alive", "fresh"}) store->save(room, bytes_of(room));
+    store->flush();
+  }
+  const auto now = fs::file_time_type::clock::now();
+  fs::last_write_time(file_of("stale"), now - std::chrono::hours(1));
+  fs::last_write_time(file_of("alive"), now - std::chrono::hours(1));
+  const auto stale_size = fs::file_size(file_of("stale"));
+  auto store = make_directory_store(dir_, {.ttl = std::chrono::seconds(1)});
+  EXPECT_EQ(found(store->load("alive")), bytes_of("alive"));  // alive from now on
+  const auto gone = [&](const char* room, std::chrono::milliseconds within) {
+    const auto deadline = std::chrono::steady_clock::now() + within;
+    while (fs::exists(file_of(room)) && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return !fs::exists(file_of(room));
+  };
+  EXPECT_TRUE(gone("stale", std::chrono::milliseconds(500))) << "a room an hour unused outlived a TTL of 1 s";
+  const auto said = [&] {  // the line follows the removal on the writer's thread
+    const std::string line = fmt::format("state directory: room 'stale' ({} bytes, unused for 1 h) removed: "
+                                         "--state-ttl 1 s passed (1 evicted so far)",
+                                         stale_size);
+    for (int i = 0; i < 100 && !logged(line); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return logged(line);
+  };
+  EXPECT_TRUE(said());
+  EXPECT_TRUE(fs::exists(file_of("fresh"))) << "a file a moment old was removed";
+  EXPECT_TRUE(gone("fresh", std::chrono::milliseconds(1500)));
+  // "alive" was last used as long ago as "fresh" was written, and more than the TTL by now.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_TRUE(fs::exists(file_of("alive"))) << "a room alive was removed for its age";
+  store->asleep("alive");
+  EXPECT_TRUE(gone("alive", std::chrono::milliseconds(1500)));
+  EXPECT_FALSE(found(store->load("stale")));
+}
+
+// Snapshots the store holds in memory count against the budget until they are written (or
+// replaced, removed, dropped): while the directory cannot take one, it stays counted.
+TEST_F(StateStoreTest, SnapshotsHeldInMemoryAreChargedToTheBudget) {
+  auto budget = std::make_shared<MemoryBudget>(std::uint64_t{1} << 30);
+  fs::create_directories(dir_);
+  fs::create_directories(fs::path(file_of("blocked")) += ".tmp");
+  {
+    auto store = make_directory_store(dir_, {.memory = budget});
+    store->save("blocked", noise(1000));
+    EXPECT_EQ(budget->used(), 1000u);
+    store->flush();
+    EXPECT_EQ(budget->used(), 1000u) << "a snapshot that could not be written is still in memory";
+    const auto newer = noise(3000);
+    store->save("blocked", newer);
+    EXPECT_EQ(budget->used(), 3000u) << "a snapshot replaced by a newer one is still charged";
+    store->save("removed", noise(500));
+    store->remove("removed");
+    store->flush();
+    EXPECT_EQ(budget->used(), 3000u) << "a snapshot removed is still charged";
+    fs::remove(fs::path(file_of("blocked")) += ".tmp");
+    store->flush();
+    EXPECT_EQ(budget->used(), 0u) << "a snapshot written is still charged";
+    EXPECT_EQ(found(make_directory_store(dir_)->load("blocked")), newer);
+    fs::create_directories(fs::path(file_of("blocked")) += ".tmp");
+    store->save("blocked", noise(2000));
+    store->flush();
+    EXPECT_EQ(budget->used(), 2000u);
+  }
+  EXPECT_EQ(budget->used(), 0u) << "a snapshot the store dropped as it went is still charged";
+}
+
+// `stateroom dev`'s store holds at most max_bytes, dropping the rooms asleep that were used least
+// recently; a room alive keeps its snapshot even when it alone passes the bound.
+TEST(MemoryStore, HoldsItsBoundDroppingTheLeastRecentlyUsedRoomsAsleep) {
+  auto sink = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(20);
+  spdlog::default_logger()->sinks().push_back(sink);
+  auto budget = std::make_shared<MemoryBudget>(std::uint64_t{1} << 30);
+  auto store = make_memory_store({.max_bytes = 3000, .memory = budget});
+  store->save("alive", noise(1000));  // used first, and never asleep
+  tick();
+  for (const char* room : {"old", "mid"}) {
+    store->save(room, noise(1000));
+    store->asleep(room);
+    tick();
+  }
+  EXPECT_EQ(budget->used(), 3000u);
+  store->save("new", noise(1000));
+  EXPECT_FALSE(found(store->load("old"))) << "the least recently used room asleep should go";
+  EXPECT_TRUE(found(store->load("alive"))) << "a room alive was dropped";
+  EXPECT_EQ(budget->used(), 3000u);
+  store->save("huge", noise(5000));  // alone past the bound: kept, and every room asleep goes first
+  EXPECT_TRUE(found(store->load("huge")));
+  EXPECT_FALSE(found(store->load("mid")));
+  EXPECT_TRUE(found(store->load("new")));
+  EXPECT_EQ(budget->used(), 7000u);
+  store->remove("huge");
+  EXPECT_EQ(budget->used(), 2000u);
+  bool said = false;
+  for (const auto& line : sink->last_formatted())
+    said |= line.find("stateroom dev's in-memory store: room 'old' (1000 bytes, unused for 0 s) removed: its 2.9 KiB "
+                      "reached (1 evicted so far)") != std::string::npos;
+  EXPECT_TRUE(said);
+  auto& sinks = spdlog::default_logger()->sinks();
+  sinks.erase(std::remove(sinks.begin(), sinks.end(), sink), sinks.end());
+  EXPECT_FALSE(found(make_memory_store()->load("x"))) << "callable without options";
 }
 
 TEST_F(StateStoreTest, ADirectoryThatCannotBeMadeIsAClearError) {

@@ -574,8 +574,8 @@ TEST_F(PersistenceTest, APeriodicSnapshotThatDoesNotFitTheMemoryBudgetWaitsForRo
   LogCapture log;
   FullBudget b(o);
   ASSERT_TRUE(b.fill());
-  ASSERT_TRUE(log.wait_for("room 'r': its snapshot", 3s));
-  EXPECT_TRUE(log.contains("does not fit the memory of all rooms")) << "no line says the snapshot waits";
+  // The first of the two that waits is said (the others at most every 10 s).
+  EXPECT_TRUE(log.wait_for("does not fit the memory of all rooms", 3s)) << "no line says the snapshot waits";
   EXPECT_FALSE(fs::exists(dir_ / "r-r.snapshot"));
   EXPECT_LE(b.engine->memory_in_use(), 4 * mib);
   EXPECT_EQ(ask(*b.r, "increment"), "count: 2") << "the room goes on meanwhile";

@@ -219,7 +219,7 @@ const Spec specs[] = {
     {{"--state-max-rooms", "state_max_rooms", ValueKind::count}, "--state-max-rooms", "100000",
      "The rooms' snapshots (files) --state-dir may hold; past it, as for --state-max-bytes", false,
      [](Targets& t, const std::string& v) { t.server->state_max_rooms = integer<1, 100000000>(v); }},
-    {{"--state-ttl", "state_ttl", ValueKind::duration}, "--state-ttl", "off",
+    {{"--state-ttl", "state_ttl", ValueKind::duration_or_off}, "--state-ttl", "off",
      "A room not alive and unused for longer than this loses its snapshot in --state-dir (checked every tenth "
      "of it, at least once a minute); 0 or off: kept however old",
      false, [](Targets& t, const std::string& v) { t.server->state_ttl = ttl(v); }},
@@ -359,6 +359,7 @@ const char* type_name(ValueKind kind) {
     case ValueKind::size:
       return "SIZE";
     case ValueKind::duration:
+    case ValueKind::duration_or_off:
       return "DURATION";
     case ValueKind::grace:
       return "GRACE";

@@ -24,8 +24,10 @@ std::optional<RoomGrace> parse_room_grace(std::string_view text);
 
 /// What an option's value is; the command line and stateroom.toml check it the same way.
 /// `toggle`: `on` or `off` on the command line, a boolean (or "on"/"off") in stateroom.toml.
+/// `duration_or_off`: a duration, or `off` (as `0`).
 enum class ValueKind {
-  text, port, threads, rooms, count, percent, size, duration, grace, flag, toggle, level, path, file, origins,
+  text, port, threads, rooms, count, percent, size, duration, duration_or_off, grace, flag, toggle, level, path, file,
+  origins,
   output_dir  ///< a directory the server makes if it is missing (in stateroom.toml: relative to the project)
 };
 

@@ -127,6 +127,13 @@ void read_server(const toml::table& server, const ConfigReader& reader, Project&
       case ValueKind::duration:
         value = reader.measure(node, name, "a duration", parse_duration);
         break;
+      case ValueKind::duration_or_off:
+        if (node.as_string() && node.as_string()->get() == "off") {
+          value = "off";
+        } else {
+          value = reader.measure(node, name, "a duration or \"off\"", parse_duration);
+        }
+        break;
       case ValueKind::grace:
         if (node.as_string() && parse_room_grace(node.as_string()->get())) {
           value = node.as_string()->get();

@@ -187,6 +187,8 @@ TEST(Options, TheStateDirectorysBoundsAndTtl) {
                                                             "state_max_bytes = 4096\n";
   EXPECT_EQ(parsed(Project::load(dir / "stateroom.toml").server_args).state_ttl, 0s);
   EXPECT_EQ(parsed(Project::load(dir / "stateroom.toml").server_args).state_max_bytes, 4096u);
+  std::ofstream(dir / "stateroom.toml", std::ios::trunc) << "[service]\ntarget = \"x\"\n[server]\nstate_ttl = \"off\"\n";
+  EXPECT_EQ(parsed(Project::load(dir / "stateroom.toml").server_args).state_ttl, 0s) << "off, as on the command line";
   std::ofstream(dir / "stateroom.toml", std::ios::trunc) << "[service]\ntarget = \"x\"\n[server]\nstate_ttl = \"soon\"\n";
   EXPECT_THROW(Project::load(dir / "stateroom.toml"), UserError);
   std::filesystem::remove_all(dir);

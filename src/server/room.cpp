@@ -418,7 +418,7 @@ std::size_t Room::take_step(Step why, std::size_t budget, bool& done) {
       queue_.push_front(Event{EventKind::init});
       queued_bytes_ += event_overhead;
     }
-    if (!queue_.empty()) {
+    if (!busy() && !queue_.empty()) {
       running_ = true;
       run_queue(true);
     }
@@ -427,6 +427,7 @@ std::size_t Room::take_step(Step why, std::size_t budget, bool& done) {
   if (state_ != State::saving) {
     // Not begun: only an idle room with something to keep (a room busy now waits for the next
     // time; one a client came back to does not hibernate).
+    if (why == Step::hibernate && busy() && alive()) grace_over_ = true;  // ends after its handler
     if (!alive() || busy() || !service_ || !worker_.shared.store) return 0;
     if (why == Step::save && !unsaved()) return 0;
     if (why == Step::hibernate && !members_.empty()) return 0;
@@ -449,8 +450,15 @@ std::size_t Room::take_step(Step why, std::size_t budget, bool& done) {
     }
   } catch (const std::exception& e) {
     spdlog::error("room '{}': its snapshot cannot be taken now ({}); tried again later", id_, e.what());
-    saving_.resize(header);
-    complete = true;
+    saving_ = {};
+    saving_charge_.release();
+    state_ = State::running;
+    if (why == Step::hibernate) arm_grace(std::chrono::seconds(1));  // it stays alive meanwhile
+    if (!busy() && !queue_.empty()) {
+      running_ = true;
+      run_queue(true);
+    }
+    return budget;
   }
   // What the snapshot holds so far counts against the memory budget. A room that hibernates
   // exchanges its instance for its snapshot and always may (the instance's memory goes back as it
@@ -468,7 +476,7 @@ std::size_t Room::take_step(Step why, std::size_t budget, bool& done) {
       saving_charge_.release();
       state_ = State::running;
       if (why == Step::hibernate) arm_grace(std::chrono::seconds(1));  // tried again in a second
-      if (!queue_.empty()) {
+      if (!busy() && !queue_.empty()) {
         running_ = true;
         run_queue(true);
       }
@@ -496,7 +504,7 @@ std::size_t Room::take_step(Step why, std::size_t budget, bool& done) {
     end(EndReason::empty);
     return took;
   }
-  if (!queue_.empty()) {
+  if (!busy() && !queue_.empty()) {
     running_ = true;
     run_queue(true);
   }
@@ -647,7 +655,11 @@ bool Room::restore(std::vector<std::byte> saved, ServiceFactory& factory, Memory
   }
   r.service_at = saved.size() - in.in.size();
   r.saved = std::move(saved);
-  r.charge = std::move(charge);
+  // Whoever joins while it is restored gets an id past the snapshot's (ids are never reused).
+  if (r.next_client == 0 || r.next_client > next_client_) next_client_ = r.next_client;
+  // The snapshot read back is exchanged for the memory it grows into: counting both would refuse
+  // every room that holds more than half of what the budget has free.
+  charge.release();
   restoring_ = std::move(r);
   const auto state = std::span<const std::byte>(restoring_->saved).subspan(restoring_->service_at);
   // The first step here: a hosted service's memory grows to the snapshot's (or cannot now).
@@ -699,7 +711,6 @@ bool Room::settle_restore(bool restored, ServiceFactory& factory) {
   stored_ = true;
   used_ = true;
   changed_ = false;
-  if (r.next_client == 0 || r.next_client > next_client_) next_client_ = r.next_client;
   spdlog::info("room '{}' restored from its snapshot ({} bytes)", id_, r.saved.size());
   if (r.timer_ms >= 0) set_timer(static_cast<std::uint32_t>(std::min<std::int64_t>(r.timer_ms, UINT32_MAX)));
   // The clients of the snapshot are gone: the service hears so, as it would have, before anything
@@ -790,6 +801,8 @@ bool Room::carry_over() {
     if (worker_.shared.store && !state.empty()) {
       worker_.shared.store->save(id_, wrap_snapshot(std::move(state), *old->factory));
       stored_ = true;
+      // Not a failure of the room's state: it stays in the store for the next connect.
+      unavailable_ = true;
     }
     end(unavailable_ ? EndReason::unavailable : EndReason::failed, *failure_);
     return true;

@@ -172,6 +172,10 @@ void Worker::report_memory_wait(const std::string& room_id, std::size_t bytes, b
 }
 
 void Worker::queue_step(const std::shared_ptr<Room>& room, SnapshotStep why) {
+  if (room.get() == stepping_) {  // asked for by the room's own step: it keeps its place
+    asked_ = asked_ ? std::min(*asked_, why) : why;
+    return;
+  }
   if (room->queued_step) {
     room->queued_step = std::min(*room->queued_step, why);
     return;
@@ -199,14 +203,19 @@ void Worker::take_steps() {
     }
     bool done = false;
     const SnapshotStep why = *room->queued_step;
+    stepping_ = room.get();
+    asked_.reset();
     // Even a small room's step costs something: a pass takes a few hundred of them at most.
     const std::size_t took = std::max<std::size_t>(room->take_step(why, budget, done), 4096);
-    // Done, unless another step was asked for meanwhile (the room hibernates once saved): that
-    // one keeps the room's place.
-    if (done && room->queued_step == why) {
+    stepping_ = nullptr;
+    // A step asked for meanwhile (the room hibernates once saved) keeps the room's place; else a
+    // room done leaves the queue.
+    if (asked_) {
+      room->queued_step = done ? *asked_ : std::min(why, *asked_);
+    } else if (done) {
       room->queued_step.reset();
       auto it = std::find_if(steps_.begin(), steps_.end(), [&](const auto& w) { return w.lock() == room; });
-      if (it != steps_.end()) steps_.erase(it);  // the front, unless the step queued one ahead of it
+      if (it != steps_.end()) steps_.erase(it);
     }
     budget -= std::min(budget, took);
   }
@@ -492,6 +501,10 @@ void Server::Impl::drain(Worker& worker, std::chrono::steady_clock::time_point d
                          std::shared_ptr<asio::steady_timer> timer) {
   if (worker.websocket_sessions == 0 || std::chrono::steady_clock::now() >= deadline) {
     worker.rooms.clear();
+    // Connects still waiting for a room's state go with the loop, before the reactor they live on.
+    auto waking = std::move(worker.waking);
+    worker.waking.clear();
+    waking.clear();
     worker.work.reset();
     worker.ioc.stop();
     return;

@@ -134,6 +134,7 @@ std::vector<std::byte> decode_file(std::string_view bytes, std::string_view room
   if (version != 1 && version != format) return damaged(fmt::format("format {}, not 1 or {}", version, format));
   std::string_view rest = bytes.substr(magic.size() + 4);
   if (version == 1) {  // a checksum of the whole file at its end
+    if (rest.size() < 4) return damaged("truncated");
     const auto stored_crc = static_cast<std::uint32_t>(Reader{bytes.substr(bytes.size() - 4)}.get(4));
     if (checksum(bytes.substr(0, bytes.size() - 4)) != stored_crc)
       return damaged("its checksum does not match (a truncated or damaged file)");
@@ -699,6 +700,9 @@ class DirectoryStore final : public StateStore {
       if (!error && it != pending_.end() && it->second.sequence == entry.sequence) {
         pending_.erase(it);
         file->second.pending = false;
+      } else if (!error && it != pending_.end() && (entry.op == Op::set_aside || entry.set_aside_first)) {
+        // The set-aside is done: the later turn must not set aside what this one wrote.
+        it->second.set_aside_first = false;
       }
       forget_if_idle(file);
       if (error) report(*error);
@@ -711,16 +715,17 @@ class DirectoryStore final : public StateStore {
   /// Does `entry`'s op on `room_id`'s file; `size` is the file's when it writes one.
   std::optional<std::string> write(const std::string& room_id, const Pending& entry, std::uint64_t& size) {
     const fs::path path = dir_ / state_file_name(room_id);
-    if (entry.op == Op::remove) {
-      if (::unlink(path.c_str()) != 0 && errno != ENOENT)
-        return fmt::format("cannot remove {}: {}", path.string(), std::strerror(errno));
-      return std::nullopt;
-    }
+    // A set-aside first, so that neither a removal nor a write behind it touches that file.
     if (entry.op == Op::set_aside || entry.set_aside_first) {
       const fs::path aside = fs::path(path) += ".unreadable";
       if (::rename(path.c_str(), aside.c_str()) != 0 && errno != ENOENT)
         return fmt::format("cannot set aside {}: {}", path.string(), std::strerror(errno));
       if (entry.op == Op::set_aside) return std::nullopt;
+    }
+    if (entry.op == Op::remove) {
+      if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+        return fmt::format("cannot remove {}: {}", path.string(), std::strerror(errno));
+      return std::nullopt;
     }
     try {
       auto error = write_atomically(path, [&](int fd) { return encoder_.write(fd, room_id, entry.snapshot->bytes); });

@@ -154,6 +154,8 @@ struct Worker {
   /// there is more.
   void take_steps();
   std::deque<std::weak_ptr<Room>> steps_;  ///< rooms with a step queued, in order
+  const Room* stepping_ = nullptr;          ///< the room whose step runs now
+  std::optional<SnapshotStep> asked_;        ///< a step it asked for meanwhile
   bool steps_posted_ = false;
   std::chrono::steady_clock::time_point behind_reported_{};  ///< the last "fall behind" line
   std::chrono::steady_clock::time_point memory_reported_{};  ///< the last report_memory_wait line

@@ -332,11 +332,14 @@ class DirectoryStore final : public StateStore {
     const std::string name = state_file_name(room_id);
     std::uint64_t changes = 0;
     {
-      std::lock_guard lock(mutex_);
+      std::unique_lock lock(mutex_);
       if (auto it = pending_.find(room_id); it != pending_.end()) {
         if (!it->second.snapshot) return LoadedState::none();  // removed or set aside
         wake(files_[name]);
-        return LoadedState::found(it->second.snapshot->bytes);
+        // Copied outside the lock: the workers save and sleep meanwhile.
+        const Snapshot pending = it->second.snapshot;
+        lock.unlock();
+        return LoadedState::found(pending->bytes);
       }
       FileEntry& file = files_[name];
       ++file.loading;  // not evicted while it is read

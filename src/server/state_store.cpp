@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <zlib.h>
 #include <zstd.h>
+#include <zstd_errors.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -178,7 +179,10 @@ std::vector<std::byte> decode_file(std::string_view bytes, std::string_view room
     const std::size_t consumed = input.pos;
     const std::size_t left = ZSTD_decompressStream(stream.get(), &output, &input);
     if (room > 0) out.resize(have + output.pos);
-    if (ZSTD_isError(left)) return damaged(std::string("zstd: ") + ZSTD_getErrorName(left));
+    if (ZSTD_isError(left)) {
+      if (ZSTD_getErrorCode(left) == ZSTD_error_memory_allocation) throw std::bad_alloc();  // for now
+      return damaged(std::string("zstd: ") + ZSTD_getErrorName(left));
+    }
     if (room == 0 && output.pos > 0) return damaged("it decompresses to more than it says");
     if (left == 0) {  // the frame is complete
       if (input.pos != input.size) return damaged("bytes follow its compressed snapshot");

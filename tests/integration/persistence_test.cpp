@@ -285,9 +285,9 @@ struct BudgetSqueeze {
 // the room cannot come back now, so it is refused with 1013, its snapshot left as it was (never
 // replaced by a fresh room's).
 TEST_F(PersistenceTest, ARoomThatDoesNotFitTheBudgetNowIsRefusedAndKeepsItsSnapshot) {
+  LogCapture log;  // before the server: it must outlive every thread that logs
   BudgetSqueeze s(options());
   ASSERT_TRUE(s.squeeze(dir_));
-  LogCapture log;
   for (int attempt = 0; attempt < 2; ++attempt) {
     auto c = connect(s.server, "/ws/r");
     ASSERT_TRUE(c);
@@ -380,9 +380,9 @@ TEST_F(PersistenceTest, ASnapshotThatCannotBeReadNowRefusesTheRoomAndLosesNothin
   ServerOptions o;
   o.state_store = store;
   o.room_grace = RoomGrace::immediate();
+  LogCapture log;  // before the server: it must outlive every thread that logs
   TestServer server(load(hostile_path), o);
   store->fail_next_loads(2);
-  LogCapture log;
   for (int attempt = 0; attempt < 2; ++attempt) {
     auto c = connect(server, "/ws/r");
     ASSERT_TRUE(c);

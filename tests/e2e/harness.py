@@ -2,9 +2,13 @@
 free port with its output kept (with a state directory, and stopped by a signal), and runs of named
 checks that report every failure."""
 import asyncio
+import contextlib
+import os
 import re
 import signal
 import subprocess
+import sys
+import tempfile
 import threading
 
 
@@ -98,3 +102,45 @@ class Cases:
         """Prints the tally; 1 when anything failed."""
         print(f"{self.passed} passed, {self.failed} failed")
         return 1 if self.failed else 0
+
+
+SKIPPED = 77  # the exit code ctest reports as skipped (SKIP_RETURN_CODE)
+
+
+def in_mount_namespace(script, argv, inside):
+    """Runs `inside(argv)` in a mount namespace of its own: `script` re-runs itself with `--inside`
+    under `unshare -m` (root or CAP_SYS_ADMIN); SKIPPED without one."""
+    if argv[:1] == ["--inside"]:
+        return inside(argv[1:])
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        print(f"skipped: no mount namespace (unshare -m: {probe.stderr.strip()})")
+        return SKIPPED
+    return subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable, os.path.abspath(script),
+                           "--inside", *argv]).returncode
+
+
+@contextlib.contextmanager
+def read_only_and_full_tmpfs(prefix):
+    """Two small tmpfs (inside a mount namespace): one remounted read-only, one filled up; their paths."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as top:
+        read_only, full = os.path.join(top, "ro"), os.path.join(top, "full")
+        mounted = []
+        try:
+            for d in (read_only, full):
+                os.mkdir(d)
+                subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", d], check=True)
+                mounted.append(d)
+            subprocess.run(["mount", "-o", "remount,ro", read_only], check=True)
+            fd = os.open(os.path.join(full, "filler"), os.O_WRONLY | os.O_CREAT, 0o644)
+            try:  # no block left for a snapshot
+                while os.write(fd, b"\0" * 4096) > 0:
+                    pass
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+            yield read_only, full
+        finally:
+            for d in mounted:
+                subprocess.run(["umount", d], check=False)

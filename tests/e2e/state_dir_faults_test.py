@@ -13,18 +13,14 @@ another room works meanwhile, and SIGTERM still exits 0, its log naming the room
 could not be written (tried once more as the server stops). Exits non-zero on any failure.
 """
 import asyncio
-import os
-import subprocess
 import sys
-import tempfile
 import time
 
 import websockets
 
-from harness import Cases, check, start_with_state, stop
+from harness import Cases, check, in_mount_namespace, read_only_and_full_tmpfs, start_with_state, stop
 
 TIMEOUT = 5
-SKIPPED = 77
 
 
 async def increment(base, room, times):
@@ -64,52 +60,23 @@ def run_against(command, state, expected_error):
 
 def inside(command):
     case = Cases()
+    with read_only_and_full_tmpfs("stateroom-faults-") as (read_only, full):
+        def on_read_only():
+            log = run_against(command, read_only, "state directory: cannot")
+            check("cannot be written" in log and read_only in log,
+                  "the log does not say at start that the directory cannot be written")
 
-    with tempfile.TemporaryDirectory(prefix="stateroom-faults-") as top:
-        read_only, full = os.path.join(top, "ro"), os.path.join(top, "full")
-        mounted = []
-        try:
-            for d in (read_only, full):
-                os.mkdir(d)
-                subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", d], check=True)
-                mounted.append(d)
-            subprocess.run(["mount", "-o", "remount,ro", read_only], check=True)
-            # Fill the other one: no block left for a snapshot.
-            fd = os.open(os.path.join(full, "filler"), os.O_WRONLY | os.O_CREAT, 0o644)
-            try:
-                while os.write(fd, b"\0" * 4096) > 0:
-                    pass
-            except OSError:
-                pass
-            finally:
-                os.close(fd)
+        def on_full():
+            log = run_against(command, full, "state directory: cannot")
+            check("No space left on device" in log, "the log does not say the disk is full")
 
-            def on_read_only():
-                log = run_against(command, read_only, "state directory: cannot")
-                check("cannot be written" in log and read_only in log,
-                      "the log does not say at start that the directory cannot be written")
-
-            def on_full():
-                log = run_against(command, full, "state directory: cannot")
-                check("No space left on device" in log, "the log does not say the disk is full")
-
-            case("a read-only state directory: a clear error, the state stays in memory", on_read_only)
-            case("a full state directory: a clear error, the state stays in memory", on_full)
-        finally:
-            for d in mounted:
-                subprocess.run(["umount", d], check=False)
+        case("a read-only state directory: a clear error, the state stays in memory", on_read_only)
+        case("a full state directory: a clear error, the state stays in memory", on_full)
     return case.exit_code()
 
 
 def main(argv):
-    if argv[:1] == ["--inside"]:
-        return inside(argv[1:])
-    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        print(f"skipped: no mount namespace (unshare -m: {probe.stderr.strip()})")
-        return SKIPPED
-    return subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable, os.path.abspath(__file__),
-                           "--inside", *argv]).returncode
+    return in_mount_namespace(__file__, argv, inside)
 
 
 if __name__ == "__main__":

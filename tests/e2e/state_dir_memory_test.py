@@ -16,17 +16,13 @@ comes back (waking needs memory the snapshots hold): refused, never started afre
 Exits non-zero on any failure.
 """
 import asyncio
-import os
-import subprocess
 import sys
-import tempfile
 
 import websockets
 
-from harness import Cases, check, start_with_state, stop
+from harness import Cases, check, in_mount_namespace, read_only_and_full_tmpfs, start_with_state, stop
 
 TIMEOUT = 10
-SKIPPED = 77
 ROOMS, MIB, BUDGET_MIB, MARGIN_MIB = 30, 4, 64, 40
 
 
@@ -86,42 +82,16 @@ def run_against(command, state):
 
 def inside(command):
     case = Cases()
-    with tempfile.TemporaryDirectory(prefix="stateroom-memory-") as top:
-        read_only, full = os.path.join(top, "ro"), os.path.join(top, "full")
-        mounted = []
-        try:
-            for d in (read_only, full):
-                os.mkdir(d)
-                subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", d], check=True)
-                mounted.append(d)
-            subprocess.run(["mount", "-o", "remount,ro", read_only], check=True)
-            fd = os.open(os.path.join(full, "filler"), os.O_WRONLY | os.O_CREAT, 0o644)
-            try:
-                while os.write(fd, b"\0" * 4096) > 0:
-                    pass
-            except OSError:
-                pass
-            finally:
-                os.close(fd)
-            case("a read-only state directory: memory bounded by the budget, rooms past it refused",
-                 lambda: run_against(command, read_only))
-            case("a full state directory: memory bounded by the budget, rooms past it refused",
-                 lambda: run_against(command, full))
-        finally:
-            for d in mounted:
-                subprocess.run(["umount", d], check=False)
+    with read_only_and_full_tmpfs("stateroom-memory-") as (read_only, full):
+        case("a read-only state directory: memory bounded by the budget, rooms past it refused",
+             lambda: run_against(command, read_only))
+        case("a full state directory: memory bounded by the budget, rooms past it refused",
+             lambda: run_against(command, full))
     return case.exit_code()
 
 
 def main(argv):
-    if argv[:1] == ["--inside"]:
-        return inside(argv[1:])
-    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        print(f"skipped: no mount namespace (unshare -m: {probe.stderr.strip()})")
-        return SKIPPED
-    return subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable, os.path.abspath(__file__),
-                           "--inside", *argv]).returncode
+    return in_mount_namespace(__file__, argv, inside)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,8 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   /// delivers `init`. Null when either fails (logged), or when the room cannot run now (the
   /// factory or the restore found it unavailable, Context::unavailable; its snapshot could not be
   /// read): then `unavailable` gets the reason, for the caller to report (not logged here).
-  /// `charge` is what `saved` holds of the memory budget, given back once it is restored.
+  /// `charge` is what `saved` holds of the memory budget, given back as the restore begins (the
+  /// memory it grows into is counted from there).
   static std::shared_ptr<Room> create(Worker& worker, std::string id, LoadedState saved,
                                       std::string* unavailable = nullptr, MemoryCharge charge = {});
 
@@ -197,7 +198,6 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   /// A restore in steps: the snapshot, where its service's part begins, and the room's own part.
   struct Restoring {
     std::vector<std::byte> saved;
-    MemoryCharge charge;  ///< `saved` in the memory budget
     std::size_t service_at = 0;
     std::uint32_t next_client = 0;
     std::int64_t timer_ms = -1;

@@ -59,6 +59,13 @@ class StateStore {
   virtual void set_aside(std::string_view room_id, std::string_view why) = 0;
   /// Returns once everything saved before is durable (or its failure was reported).
   virtual void flush() = 0;
+  /// Saves whose writing is not over yet (the one being written included). While it is at
+  /// `max_writes_in_flight` or more, the server begins no periodic snapshot: a store that falls
+  /// behind then writes each room's freshest state, instead of being handed copies that later
+  /// ones replace unwritten. Any thread may call it. This default: never behind.
+  virtual std::size_t writes_in_flight() const { return 0; }
+  /// One being written and one ready to follow it.
+  static constexpr std::size_t max_writes_in_flight = 2;
 };
 
 /// How a directory store reads, and how much it keeps.

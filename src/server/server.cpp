@@ -14,6 +14,7 @@
 #include <mutex>
 
 #include "../common/machine_memory.hpp"
+#include "../common/thread_latency.hpp"
 #include "../common/text.hpp"
 #include "http_session.hpp"
 #include "room.hpp"
@@ -195,6 +196,7 @@ void Worker::queue_step(const std::shared_ptr<Room>& room, SnapshotStep why) {
 void Worker::take_steps() {
   steps_posted_ = false;
   std::size_t budget = snapshot_step_bytes;
+  bool store_behind = false;
   while (!steps_.empty() && budget > 0 && !shutting_down) {
     auto room = steps_.front().lock();
     if (!room || !room->queued_step) {
@@ -203,6 +205,13 @@ void Worker::take_steps() {
     }
     bool done = false;
     const SnapshotStep why = *room->queued_step;
+    // A periodic snapshot begins only when the store is ready to write it soon (those behind it
+    // in the queue are periodic too: hibernations and restores go first).
+    if (why == SnapshotStep::save && room->state() != Room::State::saving && shared.store &&
+        shared.store->writes_in_flight() >= StateStore::max_writes_in_flight) {
+      store_behind = true;
+      break;
+    }
     stepping_ = room.get();
     asked_.reset();
     // Even a small room's step costs something: a pass takes a few hundred of them at most.
@@ -219,10 +228,23 @@ void Worker::take_steps() {
     }
     budget -= std::min(budget, took);
   }
-  if (!steps_.empty() && !shutting_down) {
+  if (store_behind) {
+    wait_for_store();
+  } else if (!steps_.empty() && !shutting_down) {
     steps_posted_ = true;
     boost::asio::post(ioc, [this] { take_steps(); });
   }
+}
+
+void Worker::wait_for_store() {
+  if (store_wait_armed_) return;
+  if (!store_wait) store_wait.emplace(ioc);
+  store_wait_armed_ = true;
+  store_wait->expires_after(store_wait_period);
+  store_wait->async_wait([this](boost::system::error_code ec) {
+    store_wait_armed_ = false;
+    if (!ec && !shutting_down) take_steps();
+  });
 }
 
 }  // namespace server
@@ -436,7 +458,12 @@ Status Server::start() {
     if (impl.shared.store && options.snapshot_interval.count() > 0)
       worker->tick_snapshots(options.snapshot_interval,
                              options.snapshot_interval / 4 * (worker->index + 1) / impl.shared.workers.size());
-    worker->thread = std::thread([&w = *worker] { w.ioc.run(); });
+    worker->thread = std::thread([&w = *worker] {
+      // A worker wakes for a message and answers in microseconds: it should not wait for a busy
+      // thread's slice (the state writer compressing, another process) to end first.
+      detail::request_short_slice(server::Worker::scheduler_slice);
+      w.ioc.run();
+    });
   }
   {
     std::lock_guard lock(impl.mutex);
@@ -605,6 +632,7 @@ void Server::Impl::begin_stop() {
     asio::post(worker->ioc, [this, &w = *worker, deadline] {
       w.shutting_down = true;
       if (w.snapshot_timer) w.snapshot_timer->cancel();
+      if (w.store_wait) w.store_wait->cancel();
       auto rooms = w.rooms;  // rooms leave the registry as they shut down
       for (auto& [id, room] : rooms) room->shut_down();
       drain(w, deadline, std::make_shared<asio::steady_timer>(w.ioc));

@@ -131,6 +131,7 @@ class GuestInstance {
   std::uint64_t restore_left_ = 0;        ///< the pages it has still to write
   std::uint64_t restore_next_ = 0;        ///< the first page not written yet
   std::uint64_t restore_pages_ = 0;       ///< the memory's pages
+  std::uint64_t restore_initial_pages_ = 0;  ///< the fresh instance's: past them the memory is zero
   std::pair<std::uint32_t, std::uint32_t> restore_block_{};  ///< the host's event block
 
   /// Finds the mutable globals' exports; false when one is missing.

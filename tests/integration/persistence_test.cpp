@@ -58,6 +58,9 @@ class RecordingStore final : public StateStore {
     ++set_aside_;
   }
   void flush() override {}
+  std::size_t writes_in_flight() const override { return in_flight; }
+  /// What writes_in_flight says: a store behind, or not.
+  std::atomic<std::size_t> in_flight{0};
   int set_aside_count() {
     std::lock_guard lock(mutex_);
     return set_aside_;
@@ -196,6 +199,34 @@ TEST_F(PersistenceTest, ARoomIsNeverSnapshottedMidCall) {
   EXPECT_EQ(store->saves(), before) << "a snapshot was taken while the guest was in a call";
   EXPECT_FALSE(store->holds("hog")) << "a failed room keeps its snapshot";
   EXPECT_EQ(store->removes(), 1);
+}
+
+// A store that falls behind is handed no periodic snapshot that a later one would replace unwritten:
+// they wait until it has caught up, and then the room's state as it is then goes. A hibernation
+// does not wait.
+TEST_F(PersistenceTest, PeriodicSnapshotsWaitWhileTheStoreIsBehind) {
+  auto store = std::make_shared<RecordingStore>();
+  store->in_flight = StateStore::max_writes_in_flight;
+  ServerOptions o;
+  o.state_store = store;
+  o.snapshot_interval = 20ms;
+  o.room_grace = RoomGrace::immediate();
+  TestServer server(load(hostile_path), o);
+  auto c = connect(server, "/ws/r");
+  ASSERT_TRUE(c);
+  expect_echo(*c, "!N");
+  std::this_thread::sleep_for(300ms);  // 15 intervals
+  EXPECT_EQ(store->saves(), 0) << "a periodic snapshot was handed to a store that is behind";
+  expect_echo(*c, "!N");
+  store->in_flight = StateStore::max_writes_in_flight - 1;
+  for (int i = 0; i < 250 && !store->holds("r"); ++i) std::this_thread::sleep_for(4ms);
+  ASSERT_TRUE(store->holds("r")) << "no periodic snapshot once the store caught up";
+  EXPECT_EQ(store->saves(), 1) << "the snapshots that waited were taken more than once";
+  store->in_flight = StateStore::max_writes_in_flight;
+  expect_echo(*c, "!N");
+  c->close();
+  for (int i = 0; i < 250 && store->saves() < 2; ++i) std::this_thread::sleep_for(4ms);
+  EXPECT_EQ(store->saves(), 2) << "a hibernation waited for the store";
 }
 
 /// Hostile.wat with one more mutable global: another module, of another layout.

@@ -145,6 +145,29 @@ TEST_F(StateStoreTest, ALargeSnapshotIsCompressedAndComesBackWhole) {
   EXPECT_EQ(found(make_directory_store(dir_)->load("big")), big);
 }
 
+// Bytes zstd cannot shrink go into the file as they are, and come back whole; writes_in_flight
+// counts the saves not yet written.
+TEST_F(StateStoreTest, AnIncompressibleSnapshotComesBackWholeAndIsCountedUntilWritten) {
+  std::vector<std::byte> noise(24 << 20);
+  std::uint64_t x = 0x9e3779b97f4a7c15;
+  for (auto& b : noise) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    b = static_cast<std::byte>(x);
+  }
+  {
+    auto store = make_directory_store(dir_);
+    EXPECT_EQ(store->writes_in_flight(), 0u);
+    for (const char* id : {"a", "b", "c"}) store->save(id, noise);
+    // 72 MiB are not compressed, written and synced in the microseconds since.
+    EXPECT_GE(store->writes_in_flight(), 1u);
+    EXPECT_LE(store->writes_in_flight(), 3u);
+    store->flush();
+    EXPECT_EQ(store->writes_in_flight(), 0u);
+  }
+  EXPECT_GT(fs::file_size(file_of("c")), noise.size());
+  EXPECT_EQ(found(make_directory_store(dir_)->load("c")), noise);
+}
+
 TEST_F(StateStoreTest, CorruptTruncatedAndForeignFilesAreRefusedOnceAndSetAside) {
   {
     auto store = make_directory_store(dir_);

@@ -195,6 +195,10 @@ void Worker::queue_step(const std::shared_ptr<Room>& room, SnapshotStep why) {
 
 void Worker::take_steps() {
   steps_posted_ = false;
+  // Pieces of snapshot_piece_bytes until snapshot_pass_time has gone or snapshot_step_bytes are
+  // copied: on a busy machine (page faults charged to a cgroup, a CPU shared with the writer) 2 MiB
+  // can take 10 ms, while a neighbour's message waits behind the pass.
+  const auto pass_ends = std::chrono::steady_clock::now() + snapshot_pass_time;
   std::size_t budget = snapshot_step_bytes;
   bool store_behind = false;
   while (!steps_.empty() && budget > 0 && !shutting_down) {
@@ -215,7 +219,8 @@ void Worker::take_steps() {
     stepping_ = room.get();
     asked_.reset();
     // Even a small room's step costs something: a pass takes a few hundred of them at most.
-    const std::size_t took = std::max<std::size_t>(room->take_step(why, budget, done), 4096);
+    const std::size_t took =
+        std::max<std::size_t>(room->take_step(why, std::min(budget, snapshot_piece_bytes), done), 4096);
     stepping_ = nullptr;
     // A step asked for meanwhile (the room hibernates once saved) keeps the room's place; else a
     // room done leaves the queue.
@@ -227,6 +232,7 @@ void Worker::take_steps() {
       if (it != steps_.end()) steps_.erase(it);
     }
     budget -= std::min(budget, took);
+    if (std::chrono::steady_clock::now() >= pass_ends) break;
   }
   if (store_behind) {
     wait_for_store();

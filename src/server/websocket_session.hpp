@@ -4,6 +4,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/socket_base.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <array>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -86,6 +87,8 @@ class BasicWebSocketSession final : public Client,
   void fail_connection(protocol::CloseCode code, std::string_view reason);
   void wait_writable();
   void queue_control(protocol::Opcode opcode, std::span<const std::uint8_t> payload);
+  /// Appends a control frame to the output queue (queue_control, without the cork).
+  void append_control(protocol::Opcode opcode, std::span<const std::uint8_t> payload);
   /// Starts the close handshake once: queues the close frame and a deadline.
   void begin_close(protocol::CloseCode code, std::string_view reason, Drop drop);
   /// Closes the socket (the session ends once its pending waits have returned).
@@ -117,6 +120,13 @@ class BasicWebSocketSession final : public Client,
   Clock::time_point close_deadline_{};
   Clock::time_point timer_expiry_{};
   std::uint16_t close_code_ = 0;        ///< the code of our close frame, once queued
+  /// A ping is answered at once, in order with the room's messages, while the client takes what it
+  /// is sent; else the pong owed for the latest ping waits here for the socket to take writes
+  /// again, and the pings after it replace it (RFC 6455 5.5.3): a ping flood from a client that
+  /// does not read grows nothing.
+  std::array<std::uint8_t, protocol::max_control_payload> pong_{};
+  std::uint8_t pong_size_ = 0;
+  bool pong_due_ = false;
 
   bool corked_ = false;         ///< on the worker's list to flush
   bool read_waiting_ = false;   ///< an async_wait for readability is pending

@@ -8,7 +8,9 @@
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/socket_base.hpp>
+#include <algorithm>
 #include <array>
+#include <utility>
 
 #include "room.hpp"
 #include "websocket_session.hpp"
@@ -218,7 +220,18 @@ void BasicWebSocketSession<Socket>::on_bytes(std::span<std::uint8_t> data) {
         }
         break;
       case protocol::Event::Kind::ping:
-        if (!closing_) queue_control(protocol::Opcode::pong, e.payload);
+        if (closing_) break;
+        if (!write_waiting_ && !pong_due_ &&
+            queued_charge() + e.payload.size() + 2 + queued_frame_overhead <= worker_.shared.options.max_queued_bytes) {
+          queue_control(protocol::Opcode::pong, e.payload);  // in order with what the room sends
+        } else {
+          // The client does not take what it is sent: only the latest ping is answered, once the
+          // socket takes writes again.
+          std::copy(e.payload.begin(), e.payload.end(), pong_.begin());
+          pong_size_ = static_cast<std::uint8_t>(e.payload.size());
+          pong_due_ = true;
+          cork();
+        }
         break;
       case protocol::Event::Kind::pong:
         break;
@@ -353,11 +366,16 @@ SendResult BasicWebSocketSession<Socket>::send(const OutgoingMessage& message) {
 
 template <class Socket>
 void BasicWebSocketSession<Socket>::queue_control(protocol::Opcode opcode, std::span<const std::uint8_t> payload) {
+  append_control(opcode, payload);
+  cork();
+}
+
+template <class Socket>
+void BasicWebSocketSession<Socket>::append_control(protocol::Opcode opcode, std::span<const std::uint8_t> payload) {
   std::uint8_t header[protocol::max_server_header_size];
   out_.append({header, protocol::write_header(header, {.opcode = opcode, .payload_size = payload.size()})});
   out_.append(payload);
   out_.end_frame();
-  cork();
 }
 
 template <class Socket>
@@ -371,6 +389,9 @@ template <class Socket>
 void BasicWebSocketSession<Socket>::flush() {
   corked_ = false;
   if (write_waiting_ || done_) return;
+  // Everything queued before has left: the pong for the latest ping goes now (none after our
+  // close frame).
+  if (std::exchange(pong_due_, false) && !closing_) append_control(protocol::Opcode::pong, {pong_.data(), pong_size_});
   while (!out_.empty()) {
     std::array<std::span<const std::uint8_t>, session_detail::max_write_buffers> pieces;
     const std::size_t count = out_.gather(pieces);

@@ -17,6 +17,7 @@
 #include "../common/thread_latency.hpp"
 #include "../common/text.hpp"
 #include "http_session.hpp"
+#include "log_format.hpp"
 #include "room.hpp"
 #include "routes.hpp"
 #include "stop_signals.hpp"
@@ -259,9 +260,11 @@ namespace {
 
 std::once_flag log_env_once;
 
-// STATEROOM_LOG sets the initial level; an explicit set_log_level call overrides it.
+// STATEROOM_LOG sets the initial level; an explicit set_log_level call overrides it. Logged
+// messages are escaped from here on (server::escape_logged_messages).
 void apply_log_env() {
   std::call_once(log_env_once, [] {
+    server::escape_logged_messages();
     if (const char* env = std::getenv("STATEROOM_LOG"); env && *env) {
       if (is_log_level(env)) {
         spdlog::set_level(spdlog::level::from_str(env));

@@ -140,10 +140,40 @@ def ping_flood_case(read_per_tick, what):
     return body
 
 
+FORGED = "[2026-12-07 00:00:00.000] [critical] FORGED"
+
+
+def forged_log_line():
+    """A room id with a newline, a forged line and a terminal escape after it, and a close reason
+    with the same: the log shows them escaped, on the line they belong to."""
+    server = Server(COMMAND + ["--log-level", "info"])
+    check(server.port is not None, "the server did not start:\n" + "".join(server.startup[-30:]))
+    try:
+        s = upgrade(server.port, "/ws/x%0A" + FORGED.replace(" ", "%20") + "%1B[2J%C2%9B31m")
+        s.sendall(frame(0x1, b"increment"))
+        s.recv(4096)
+        reason = ("bye\n" + FORGED + "\x1b[2J").encode()
+        s.sendall(frame(0x8, struct.pack("!H", 1000) + reason))
+        s.settimeout(5)
+        while s.recv(4096):
+            pass
+        s.close()
+        time.sleep(0.2)
+    finally:
+        output = stop(server)
+    lines = output.splitlines()
+    forged = [line for line in lines if line.startswith(FORGED)]
+    check(not forged, f"a forged line in the log: {forged[:1]!r}")
+    check("\x1b" not in output and "\u009b" not in output, "a terminal escape reached the log")
+    check(any("room 'x\\x0a" + FORGED + "\\x1b[2J\\xc2\\x9b31m' client 1 connected" in line for line in lines),
+          "the room id is not in the log, escaped: " + repr([line for line in lines if "FORGED" in line][:3]))
+
+
 def main():
     cases = Cases()
     cases("a ping flood from a client that never reads grows nothing", ping_flood_case(0, "never reading"))
     cases("a ping flood from a client that reads 200 KB/s grows nothing", ping_flood_case(4096, "reading slowly"))
+    cases("room ids and close reasons cannot forge a log line", forged_log_line)
     return cases.exit_code()
 
 

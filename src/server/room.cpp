@@ -121,6 +121,12 @@ void Room::run_queue(bool ready) {
   }
   running_ = false;
   if (!ready) return;
+  if (grace_over_ && members_.empty() && !worker_.shutting_down) {
+    // Empty past its grace period, and busy all along: each handler armed the next one's timer
+    // (nothing waited in the queue). It ends now, between two handlers.
+    hibernate();
+    return;
+  }
   // Idle: the grace period of a room that became empty starts now.
   if (emptied_ && members_.empty() && !worker_.shutting_down) on_empty();
   emptied_ = false;
@@ -257,6 +263,12 @@ void Room::arm_grace(std::chrono::steady_clock::duration delay) {
       // must not keep an empty room, and its instance, forever: the room ends once the running
       // handler is done (run_queue), before anything else it queued.
       self->grace_over_ = true;
+      // One held back at its CPU share would finish that handler only when its share lets it (up
+      // to a window later). Without a store there is nothing to keep: it ends now. With one, its
+      // state is worth the wait (bounded by the hold) for a snapshot between two events.
+      if (self->state_ == State::paused && !self->worker_.shared.store && self->hosted_ &&
+          self->hosted().resume_delay() > std::chrono::steady_clock::duration::zero())
+        self->end(EndReason::empty);
       return;
     }
     self->hibernate();

@@ -2,6 +2,7 @@
 // module must look like to load, the legacy v1 interface, and hostile guests. A misbehaving room
 // must fail alone (its clients closed with 1011) while a neighbouring room keeps answering.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <spdlog/sinks/ringbuffer_sink.h>
 #include <spdlog/spdlog.h>
 
@@ -328,6 +329,108 @@ TEST(WasmServe, AGuestBusyPastItsCpuShareIsHeldBackThenFails) {
   auto again = connect(server, "/ws/hog");
   ASSERT_TRUE(again);
   expect_echo(*again, "a fresh instance");
+}
+
+/// The CPU time this process has used (every thread's).
+std::chrono::milliseconds process_cpu_time() {
+  rusage usage{};
+  ::getrusage(RUSAGE_SELF, &usage);
+  return std::chrono::milliseconds(
+      (usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1000 + (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1000);
+}
+
+/// Waits up to `timeout` for the engine to have no instance left.
+bool no_instance_within(const Engine& engine, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (engine.live_instances() != 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(10ms);
+  return engine.live_instances() == 0;
+}
+
+// A guest that keeps itself busy, held back at its CPU share, and left by its last client: the room
+// ends after its grace, held back or not, and nothing runs for it afterwards.
+TEST(WasmServe, AnEmptyRoomHeldBackAtItsCpuShareEndsAfterItsGrace) {
+  LogCapture log;
+  auto e = engine({.cpu_share_percent = 30, .cpu_window = 5s});
+  auto module = Module::load(e, hostile_path);
+  ServerOptions options;
+  options.threads = 1;
+  options.room_grace = RoomGrace::after(500ms);
+  TestServer server(module, options);
+  auto hog = connect(server, "/ws/hog");
+  ASSERT_TRUE(hog);
+  expect_echo(*hog, "!C");
+  ASSERT_TRUE(log.wait_for("room 'hog': its guest used more than its CPU share", 5s));
+  hog->close();
+  const auto left = std::chrono::steady_clock::now();
+  ASSERT_TRUE(no_instance_within(*e, 3s)) << "the room outlived its grace";
+  std::printf("ended %.2f s after its client left\n",
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - left).count());
+  const auto before = process_cpu_time();
+  std::this_thread::sleep_for(1s);
+  EXPECT_LT(process_cpu_time() - before, 100ms) << "the server still works for the room";
+}
+
+// With a store the room's state is worth a snapshot: it ends once its share lets the held-back
+// handler finish (within a window), hibernated between two events.
+TEST(WasmServe, AnEmptyRoomHeldBackAtItsCpuShareHibernatesAfterItsGraceWithAStore) {
+  LogCapture log;
+  const auto dir = std::filesystem::temp_directory_path() / ("stateroom-held-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  auto e = engine({.cpu_share_percent = 30, .cpu_window = 2s});
+  auto module = Module::load(e, hostile_path);
+  ServerOptions options;
+  options.threads = 1;
+  options.room_grace = RoomGrace::after(300ms);
+  options.state_dir = dir.string();
+  {
+    TestServer server(module, options);
+    auto hog = connect(server, "/ws/hog");
+    ASSERT_TRUE(hog);
+    expect_echo(*hog, "!C");
+    ASSERT_TRUE(log.wait_for("room 'hog': its guest used more than its CPU share", 5s));
+    hog->close();
+    EXPECT_TRUE(no_instance_within(*e, 3s)) << "the room outlived its grace and its hold";
+    EXPECT_FALSE(log.contains("room 'hog' failed"));
+  }
+  EXPECT_TRUE(std::filesystem::exists(dir / "r-hog.snapshot")) << "it did not hibernate";
+  std::filesystem::remove_all(dir);
+}
+
+// The same with a share that never holds it back: busy from one heavy timer handler to the next
+// (none waits in its queue: each arms the next one's timer), it ends after its grace all the same.
+TEST(WasmServe, AnEmptyRoomKeptBusyByItsTimersEndsAfterItsGrace) {
+  auto e = engine({.cpu_share_percent = 100, .cpu_window = 200ms});
+  auto module = Module::load(e, hostile_path);
+  ServerOptions options;
+  options.threads = 1;
+  options.room_grace = RoomGrace::after(300ms);
+  TestServer server(module, options);
+  auto hog = connect(server, "/ws/hog");
+  ASSERT_TRUE(hog);
+  expect_echo(*hog, "!K");
+  std::this_thread::sleep_for(200ms);
+  hog->close();
+  EXPECT_TRUE(no_instance_within(*e, 3s)) << "the room outlived its grace";
+}
+
+// A room held back at its CPU share for a whole window fails, with no client too (a grace that
+// never ends leaves it to that).
+TEST(WasmServe, AnEmptyRoomHeldBackForAWholeWindowFails) {
+  LogCapture log;
+  auto e = engine({.cpu_share_percent = 30, .cpu_window = 1s});
+  auto module = Module::load(e, hostile_path);
+  ServerOptions options;
+  options.threads = 1;
+  options.room_grace = RoomGrace::never();
+  TestServer server(module, options);
+  auto hog = connect(server, "/ws/hog");
+  ASSERT_TRUE(hog);
+  expect_echo(*hog, "!C");
+  ASSERT_TRUE(log.wait_for("room 'hog': its guest used more than its CPU share", 5s));
+  hog->close();
+  EXPECT_TRUE(log.wait_for("room 'hog' failed: the guest kept using more than its CPU share", 5s));
+  EXPECT_TRUE(no_instance_within(*e, 1s));
 }
 
 // At 100 % the share holds no room back: the same guest keeps running (until it is told to stop

@@ -324,6 +324,10 @@ const Spec specs[] = {
     {{"--compression-threshold", "compression_threshold", ValueKind::size}, "--compression-threshold", "256",
      "Messages shorter than this are sent uncompressed", false,
      [](Targets& t, const std::string& v) { t.server->compression_threshold = size(v); }},
+    {{"--max-inflate-rate", "max_inflate_rate", ValueKind::size}, "--max-inflate-rate", "16MiB",
+     "Bytes per second one client's compressed messages may inflate to (bursts of a second's worth, or one "
+     "largest message); past it the client is closed with 1008; 0 = no bound",
+     false, [](Targets& t, const std::string& v) { t.server->max_inflate_rate = size(v); }},
     {{"--allowed-origins", "allowed_origins", ValueKind::origins}, "--allowed-origins", "",
      "Origins whose pages may connect, comma-separated (https://example.com; * for any); an upgrade with another "
      "Origin header is answered 403 (default: no check; a request without Origin passes)",
@@ -455,6 +459,7 @@ bool option_defaults_match(std::string* mismatch) {
       {server.compression == fresh.compression, "--compression"},
       {server.compression_window_bits == fresh.compression_window_bits, "--compression-window-bits"},
       {server.compression_threshold == fresh.compression_threshold, "--compression-threshold"},
+      {server.max_inflate_rate == fresh.max_inflate_rate, "--max-inflate-rate"},
       {server.allowed_origins == fresh.allowed_origins, "--allowed-origins"},
       {server.auth_token_secret == fresh.auth_token_secret, "--auth-token-secret"},
   };

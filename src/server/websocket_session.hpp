@@ -80,6 +80,8 @@ class BasicWebSocketSession final : public Client,
   /// Decompresses a compressed message into the worker's buffer; false when it failed the
   /// connection (corrupt, too big once inflated, text that is not UTF-8).
   bool inflate(const protocol::Event& e, std::span<const std::uint8_t>& payload);
+  /// Whether this client's compressed messages are within ServerOptions::max_inflate_rate now.
+  bool inflate_allowed();
   void on_peer_close(std::uint16_t code, std::string_view reason);
   void on_peer_gone(std::string_view how);
   /// Fails the connection (a protocol error, a message too big): close frame, then a lingering
@@ -120,6 +122,8 @@ class BasicWebSocketSession final : public Client,
   Clock::time_point close_deadline_{};
   Clock::time_point timer_expiry_{};
   std::uint16_t close_code_ = 0;        ///< the code of our close frame, once queued
+  std::int64_t inflate_allowance_ = 0;  ///< bytes its compressed messages may still inflate to
+  Clock::time_point inflate_refilled_{};  ///< when inflate_allowance_ was last topped up
   /// A ping is answered at once, in order with the room's messages, while the client takes what it
   /// is sent; else the pong owed for the latest ping waits here for the socket to take writes
   /// again, and the pings after it replace it (RFC 6455 5.5.3): a ping flood from a client that

@@ -12,6 +12,7 @@
 #include <array>
 #include <utility>
 
+#include "../common/text.hpp"
 #include "room.hpp"
 #include "websocket_session.hpp"
 #include "worker.hpp"
@@ -249,6 +250,25 @@ void BasicWebSocketSession<Socket>::on_bytes(std::span<std::uint8_t> data) {
 }
 
 template <class Socket>
+bool BasicWebSocketSession<Socket>::inflate_allowed() {
+  // A token bucket: max_inflate_rate bytes a second, holding a second's worth (or one largest
+  // message); each message may take it below zero by what it inflated to, and the next waits.
+  const auto& options = worker_.shared.options;
+  const auto rate = static_cast<std::int64_t>(options.max_inflate_rate);
+  const auto capacity = std::max(rate, static_cast<std::int64_t>(options.max_message_bytes));
+  const auto now = Clock::now();
+  if (inflate_refilled_ == Clock::time_point{}) {
+    inflate_allowance_ = capacity;
+  } else {
+    const double refill = static_cast<double>(rate) * std::chrono::duration<double>(now - inflate_refilled_).count();
+    inflate_allowance_ = static_cast<std::int64_t>(
+        std::min(static_cast<double>(capacity), static_cast<double>(inflate_allowance_) + refill));
+  }
+  inflate_refilled_ = now;
+  return inflate_allowance_ > 0;
+}
+
+template <class Socket>
 bool BasicWebSocketSession<Socket>::inflate(const protocol::Event& e, std::span<const std::uint8_t>& payload) {
   const auto& deflate = handshake_.deflate->params;
   auto& compression = worker_.compression();
@@ -258,7 +278,16 @@ bool BasicWebSocketSession<Socket>::inflate(const protocol::Event& e, std::span<
     inflater = inflater_.get();
   }
   std::string& out = compression.inflated;
-  switch (inflater->inflate(e.payload, worker_.shared.options.max_message_bytes, out)) {
+  const auto& options = worker_.shared.options;
+  if (options.max_inflate_rate && !inflate_allowed()) {
+    spdlog::warn("room '{}' client {} inflates more than --max-inflate-rate ({} a second): closing with 1008",
+                 room_id_, id_.value, detail::format_bytes(options.max_inflate_rate));
+    fail_connection(protocol::CloseCode::policy_violation, "compressed messages inflate too much");
+    return false;
+  }
+  const auto result = inflater->inflate(e.payload, options.max_message_bytes, out);
+  inflate_allowance_ -= static_cast<std::int64_t>(out.size());
+  switch (result) {
     case protocol::Inflater::Result::ok:
       break;
     case protocol::Inflater::Result::too_big:

@@ -6,7 +6,9 @@
 #include <boost/beast/websocket/option.hpp>
 #include <random>
 #include <string>
+#include <thread>
 
+#include "../support/log_capture.hpp"
 #include "../support/probe_service.hpp"
 #include "../support/ws_client.hpp"
 
@@ -151,6 +153,41 @@ TEST(Compression, AMessageThatInflatesPastTheLimitClosesItsSenderWith1009) {
     echoed = got->kind == Received::Kind::binary && got->data == big;
   }
   EXPECT_TRUE(echoed);
+}
+
+// Deflate bombs within the size limit, one after another: a client whose messages inflate past
+// --max-inflate-rate is closed with 1008 (one log line); one within it goes on.
+TEST(Compression, AClientInflatingPastTheRateIsClosedWith1008) {
+  LogCapture log;
+  auto events = std::make_shared<EventLog>();
+  ServerOptions options = compressing();
+  options.max_message_bytes = 1 << 20;
+  options.max_inflate_rate = 4 << 20;  // a burst of four bombs, then one every quarter second
+  TestServer server(probe_factory(events), options);
+  auto bomb = WsClient::connect_compressed(server.port(), "/ws/bomb", client_deflate());
+  ASSERT_TRUE(bomb && bomb->read_until("you are 1"));
+  // 1 MiB of one letter: about a kilobyte on the wire.
+  const std::string inflates(1 << 20, 'a');
+  std::optional<std::uint16_t> closed;
+  int sent = 0;
+  for (; sent < 40 && !closed; ++sent) {
+    bomb->send_binary(inflates);
+    closed = bomb->read_until_closed(20ms);
+  }
+  EXPECT_EQ(closed, 1008) << "after " << sent << " bombs";
+  EXPECT_LE(sent, 8) << "a burst of four fits, not many more";
+  EXPECT_TRUE(log.wait_for("room 'bomb' client 1 inflates more than --max-inflate-rate (4 MiB a second): closing "
+                           "with 1008"));
+  // The same messages at the rate go on.
+  auto paced = WsClient::connect_compressed(server.port(), "/ws/bomb", client_deflate());
+  ASSERT_TRUE(paced && paced->read_until("you are 2"));
+  for (int i = 0; i < 8; ++i) {
+    paced->send_binary(inflates);
+    auto echo = paced->read();
+    ASSERT_TRUE(echo && echo->kind == Received::Kind::binary) << "message " << i;
+    std::this_thread::sleep_for(300ms);
+  }
+  EXPECT_FALSE(paced->read_until_closed(200ms)) << "a client within the rate was closed";
 }
 
 }  // namespace

@@ -241,7 +241,21 @@ void Room::remove_member(ClientId client) {
     members_.erase(members_.begin() + (m - members_.data()));
   }
   emptied_ = members_.empty();
+  if (emptied_) empty_since_ = std::chrono::steady_clock::now();
   if (emptied_ && !worker_.shutting_down) start_grace();
+}
+
+bool Room::make_way() {
+  if (!empty() || making_way_) return false;
+  making_way_ = true;
+  spdlog::info("room '{}' makes way for a new room (--max-rooms {} are alive): empty for {} ms, it {}", id_,
+               worker_.shared.admission.limits().rooms,
+               std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - empty_since_)
+                   .count(),
+               worker_.shared.store ? "hibernates" : "ends (its state is not kept without --state-dir)");
+  grace_over_ = true;  // a busy one ends after its running handler (run_queue)
+  if (!busy()) hibernate();
+  return true;
 }
 
 void Room::start_grace() {
@@ -933,7 +947,10 @@ void Room::end(EndReason why, std::string_view detail) {
   service_.reset();  // a WebAssembly room's instance goes with it, before its place in the budget
   failure_.reset();
   unavailable_ = false;
-  if (std::exchange(counted_, false)) worker_.shared.admission.room_ended();
+  if (std::exchange(counted_, false)) {
+    worker_.shared.admission.room_ended();
+    worker_.place_freed();
+  }
   state_ = State::ended;
 }
 

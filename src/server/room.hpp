@@ -104,6 +104,14 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   void count_in_budget() noexcept { counted_ = true; }
   /// Clients that are members now.
   std::size_t client_count() const noexcept { return members_.size(); }
+  /// Whether it is alive with no member (in its grace period), and since when.
+  bool empty() const noexcept { return alive() && members_.empty(); }
+  std::chrono::steady_clock::time_point empty_since() const noexcept { return empty_since_; }
+  /// Ends an empty room before its grace is over, so that a new room takes its place in the room
+  /// budget: hibernated when a store keeps rooms (after the running handler, if any), else ended
+  /// now (said in the log). False when it is not empty or makes way already.
+  bool make_way();
+  bool making_way_now() const noexcept { return making_way_; }
   /// Server shutdown: every client gets its `disconnect` (unless the service is paused) and a 1001
   /// close; the room is snapshotted (with a store, when its service is idle) and its service
   /// destroyed.
@@ -234,6 +242,8 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   State state_ = State::created;
   bool running_ = false;  ///< a handler (or a run of queued ones) is on the stack
   bool emptied_ = false;  ///< the last member just left: on_empty runs once idle
+  std::chrono::steady_clock::time_point empty_since_ = std::chrono::steady_clock::now();  ///< its last member left
+  bool making_way_ = false;  ///< make_way has run: it ends as soon as it can
   bool counted_ = false;     ///< holds a place in the room budget
   bool grace_over_ = false;  ///< empty past its grace period while busy: ends after the running handler
   std::deque<Event> queue_;

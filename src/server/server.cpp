@@ -43,18 +43,87 @@ LoadedState load_state(StateStore& store, std::string_view room_id) {
   }
 }
 
-std::optional<Refusal> Worker::admit_room(const std::string& room_id, const PeerAddress* creator) {
+std::optional<Refusal> Worker::admit_room(const std::string& room_id, const PeerAddress* creator, bool quiet_if_full) {
   auto why = shared.admission.admit_room(creator);
   if (!why) return std::nullopt;
-  const auto& limits = shared.admission.limits();
-  shared.admission.log.report(
-      *why, *why == Refusal::rooms
-                ? fmt::format("refused to create room '{}': {} rooms are alive (--max-rooms {})", room_id,
-                              shared.admission.rooms(), limits.rooms)
-                : fmt::format("refused to create room '{}': its client's address creates rooms faster than "
-                              "--max-new-rooms-per-ip {} a second",
-                              room_id, limits.new_rooms_per_ip_per_second));
+  if (*why == Refusal::rooms) {
+    if (!quiet_if_full) report_rooms_full(room_id);
+    return why;
+  }
+  shared.admission.log.report(*why, fmt::format("refused to create room '{}': its client's address creates rooms "
+                                                "faster than --max-new-rooms-per-ip {} a second",
+                                                room_id, shared.admission.limits().new_rooms_per_ip_per_second));
   return why;
+}
+
+void Worker::report_rooms_full(const std::string& room_id) {
+  shared.admission.log.report(Refusal::rooms,
+                              fmt::format("refused to create room '{}': {} rooms are alive (--max-rooms {}), none "
+                                          "of this worker's empty",
+                                          room_id, shared.admission.rooms(), shared.admission.limits().rooms));
+}
+
+bool Worker::make_way_for(const std::string& room_id, const PeerAddress* creator, RoomReady& ready) {
+  // A room empty for a moment is worth less than one somebody is in: the one empty for longest
+  // goes first.
+  auto oldest_empty = [](Worker& w) {
+    std::shared_ptr<Room> oldest;
+    for (auto& [id, room] : w.rooms)
+      if (room->empty() && !room->making_way_now() && (!oldest || room->empty_since() < oldest->empty_since()))
+        oldest = room;
+    return oldest;
+  };
+  auto victim = oldest_empty(*this);
+  if (!victim) {
+    for (auto& other : shared.workers) {
+      if (other.get() == this) continue;
+      boost::asio::post(other->ioc, [&w = *other, oldest_empty] {
+        if (w.shutting_down) return;
+        if (auto room = oldest_empty(w)) room->make_way();
+      });
+    }
+    return false;
+  }
+  awaiting_place.push_back({room_id, creator ? std::optional<PeerAddress>(*creator) : std::nullopt, std::move(ready),
+                            std::chrono::steady_clock::now() + make_way_timeout});
+  if (!place_timer) place_timer.emplace(ioc);
+  if (awaiting_place.size() == 1) {
+    place_timer->expires_after(make_way_timeout);
+    place_timer->async_wait([this](boost::system::error_code ec) {
+      if (!ec && !shutting_down) retry_awaiting_place();
+    });
+  }
+  victim->make_way();  // may end it now, and post the retry
+  return true;
+}
+
+void Worker::place_freed() {
+  if (awaiting_place.empty() || place_retry_posted_ || shutting_down) return;
+  place_retry_posted_ = true;
+  boost::asio::post(ioc, [this] {
+    place_retry_posted_ = false;
+    if (!shutting_down) retry_awaiting_place();
+  });
+}
+
+void Worker::retry_awaiting_place() {
+  auto waiting = std::move(awaiting_place);
+  awaiting_place.clear();
+  const auto now = std::chrono::steady_clock::now();
+  for (auto& w : waiting) {
+    if (now >= w.deadline) {
+      report_rooms_full(w.room_id);
+      w.ready(nullptr, Refusal::rooms);
+      continue;
+    }
+    with_room(w.room_id, w.creator ? &*w.creator : nullptr, std::move(w.ready));
+  }
+  if (!awaiting_place.empty() && place_timer) {
+    place_timer->expires_at(awaiting_place.front().deadline);
+    place_timer->async_wait([this](boost::system::error_code ec) {
+      if (!ec && !shutting_down) retry_awaiting_place();
+    });
+  }
 }
 
 std::shared_ptr<Room> Worker::create_room(const std::string& room_id, LoadedState saved,
@@ -91,7 +160,13 @@ void Worker::with_room(const std::string& room_id, const PeerAddress* creator, R
     it->second.push_back(std::move(ready));
     return;
   }
-  if (auto why = admit_room(room_id, creator)) return ready(nullptr, why);
+  if (auto why = admit_room(room_id, creator, true)) {
+    if (*why == Refusal::rooms) {
+      if (make_way_for(room_id, creator, ready)) return;
+      report_rooms_full(room_id);
+    }
+    return ready(nullptr, why);
+  }
   if (!shared.store) {
     std::optional<Refusal> refused;
     auto room = create_room(room_id, LoadedState::none(), &refused);
@@ -541,6 +616,9 @@ void Server::Impl::drain(Worker& worker, std::chrono::steady_clock::time_point d
     auto waking = std::move(worker.waking);
     worker.waking.clear();
     waking.clear();
+    auto awaiting = std::move(worker.awaiting_place);
+    worker.awaiting_place.clear();
+    awaiting.clear();
     worker.work.reset();
     worker.ioc.stop();
     return;
@@ -642,6 +720,7 @@ void Server::Impl::begin_stop() {
       w.shutting_down = true;
       if (w.snapshot_timer) w.snapshot_timer->cancel();
       if (w.store_wait) w.store_wait->cancel();
+      if (w.place_timer) w.place_timer->cancel();
       auto rooms = w.rooms;  // rooms leave the registry as they shut down
       for (auto& [id, room] : rooms) room->shut_down();
       drain(w, deadline, std::make_shared<asio::steady_timer>(w.ioc));

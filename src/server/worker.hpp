@@ -138,12 +138,34 @@ struct Worker {
   void with_room(const std::string& room_id, const PeerAddress* creator, RoomReady ready);
   /// Rooms whose saved state is being read, with the connects that wait for them.
   std::unordered_map<std::string, std::vector<RoomReady>> waking;
+  /// A room of this worker gave its place in the room budget back: connects waiting for a place
+  /// (make_way_for) try again after this pass.
+  void place_freed();
+  /// Connects for a new room that wait while an empty room makes way for it.
+  struct AwaitingPlace {
+    std::string room_id;
+    std::optional<PeerAddress> creator;
+    RoomReady ready;
+    std::chrono::steady_clock::time_point deadline;
+  };
+  std::deque<AwaitingPlace> awaiting_place;
+  /// How long a connect waits for an empty room to make way before it is refused with 1013.
+  static constexpr std::chrono::seconds make_way_timeout{10};
 
   std::unique_ptr<Compression> compression_;
 
  private:
-  /// Takes a place in the room budget for a new room `room_id` (logging a refusal); why not.
-  std::optional<Refusal> admit_room(const std::string& room_id, const PeerAddress* creator);
+  /// Takes a place in the room budget for a new room `room_id` (logging a refusal, but for
+  /// --max-rooms when `quiet_if_full`); why not.
+  std::optional<Refusal> admit_room(const std::string& room_id, const PeerAddress* creator, bool quiet_if_full = false);
+  void report_rooms_full(const std::string& room_id);
+  /// --max-rooms is reached: the oldest empty room of this worker makes way for `room_id`, whose
+  /// connect waits for its place (true); with none here, the other workers' oldest empty rooms
+  /// make way for the next try and this one is refused (false).
+  bool make_way_for(const std::string& room_id, const PeerAddress* creator, RoomReady& ready);
+  /// Tries the connects in awaiting_place again; refuses those past their deadline.
+  void retry_awaiting_place();
+  bool place_retry_posted_ = false;
   /// Builds the admitted room `room_id` from `saved`, gives its place back when it cannot start.
   /// `charge`: what `saved` holds of the memory budget.
   std::shared_ptr<Room> create_room(const std::string& room_id, LoadedState saved, std::optional<Refusal>* refused,
@@ -199,6 +221,8 @@ struct Worker {
   std::optional<boost::asio::steady_timer> snapshot_timer;
   /// For wait_for_store; the same.
   std::optional<boost::asio::steady_timer> store_wait;
+  /// For the deadline of awaiting_place; the same.
+  std::optional<boost::asio::steady_timer> place_timer;
   /// How often periodic snapshots waiting for the store look again whether it has caught up.
   static constexpr std::chrono::milliseconds store_wait_period{5};
   /// The scheduler slice a worker thread asks for (detail::request_short_slice): a neighbour's p99

@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "../support/log_capture.hpp"
 #include "../support/probe_service.hpp"
 #include "../support/ws_client.hpp"
 
@@ -222,6 +223,44 @@ TEST(Budgets, RoomsBeyondMaxRoomsAreRefusedWith1013) {
   auto c2 = WsClient::connect(server.port(), "/ws/c");
   ASSERT_TRUE(c2);
   EXPECT_TRUE(c2->read_until("you are 1")) << "the room that ended gave its place back";
+}
+
+// At --max-rooms a room nobody is in makes way for a new one, the one empty for longest first, so
+// that rooms opened and left at once cannot lock everybody else out for their grace period; a new
+// room is refused only when every room has a client.
+TEST(Budgets, AtMaxRoomsTheRoomsEmptyForLongestMakeWay) {
+  LogCapture capture;
+  auto log = std::make_shared<EventLog>();
+  ServerOptions options;
+  options.max_rooms = 3;
+  options.threads = 1;
+  options.room_grace = RoomGrace::after(300s);
+  TestServer server(probe_factory(log), options);
+  for (const char* id : {"e1", "e2"}) {
+    auto c = WsClient::connect(server.port(), std::string("/ws/") + id);
+    ASSERT_TRUE(c && c->read_until("you are 1"));
+    c->close();
+    ASSERT_TRUE(log->wait_for(std::string("disconnect ") + id + " 1"));
+  }
+  auto kept = WsClient::connect(server.port(), "/ws/kept");
+  ASSERT_TRUE(kept && kept->read_until("you are 1"));
+  // Three rooms alive, two of them empty: each new room takes the place of the one empty longest.
+  auto n1 = WsClient::connect(server.port(), "/ws/n1");
+  ASSERT_TRUE(n1);
+  EXPECT_TRUE(n1->read_until("you are 1")) << "refused although a room was empty";
+  EXPECT_TRUE(log->wait_for("destroy e1"));
+  EXPECT_EQ(log->count("destroy e2"), 0u);
+  EXPECT_TRUE(capture.wait_for("room 'e1' makes way for a new room (--max-rooms 3 are alive): empty for "));
+  auto n2 = WsClient::connect(server.port(), "/ws/n2");
+  ASSERT_TRUE(n2);
+  EXPECT_TRUE(n2->read_until("you are 1"));
+  EXPECT_TRUE(log->wait_for("destroy e2"));
+  // Every room has a client now: refused.
+  auto n3 = WsClient::connect(server.port(), "/ws/n3");
+  ASSERT_TRUE(n3);
+  EXPECT_EQ(n3->read_until_closed(), 1013);
+  EXPECT_EQ(log->count("init n3"), 0u);
+  EXPECT_TRUE(kept->read_until_closed(100ms) == std::nullopt) << "a room with a client was ended";
 }
 
 // --max-connections: a connection past it is answered 503 and closed; one that closes gives its

@@ -1,6 +1,7 @@
 // Asks the kernel's scheduler to run the calling thread soon after it wakes.
 #pragma once
 
+#include <sched.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -11,7 +12,7 @@
 
 namespace stateroom::detail {
 
-/// Gives the calling thread (SCHED_OTHER, its nice value kept) a slice of `slice`: under Linux's
+/// Gives the calling thread (when it runs under SCHED_OTHER; its nice value kept) a slice of `slice`: under Linux's
 /// EEVDF scheduler (6.12 and later) a thread with a short slice has an early deadline, so it runs
 /// soon after it wakes instead of waiting for a busy neighbour's longer slice to end; its share of
 /// the CPU stays what its nice value gives. Earlier kernels ignore the slice. Returns whether the
@@ -28,6 +29,8 @@ inline bool request_short_slice(std::chrono::microseconds slice) noexcept {
     std::uint64_t sched_deadline;
     std::uint64_t sched_period;
   };
+  // A policy the operator chose (chrt: batch, idle, real-time) stays as it is.
+  if (::sched_getscheduler(0) != SCHED_OTHER) return false;
   errno = 0;
   const int nice = ::getpriority(PRIO_PROCESS, 0);  // this thread's (Linux: per thread)
   if (nice == -1 && errno != 0) return false;

@@ -206,7 +206,7 @@ void Worker::tick_snapshots(std::chrono::milliseconds interval, std::chrono::mil
   snapshot_timer->async_wait([this, interval](boost::system::error_code ec) {
     if (ec || shutting_down) return;
     ++snapshot_tick;
-    constexpr std::uint64_t due = 2, behind = 8;  // in ticks, four to an interval
+    constexpr std::uint64_t due = 2, behind = snapshot_late_ticks;  // in ticks, four to an interval
     std::vector<std::shared_ptr<Room>> unsaved;
     std::size_t late = 0;
     const Room* oldest = nullptr;
@@ -254,6 +254,13 @@ void Worker::queue_step(const std::shared_ptr<Room>& room, SnapshotStep why) {
     return;
   }
   if (room->queued_step) {
+    if (why < *room->queued_step && why != SnapshotStep::save) {
+      // Now more urgent (a room queued for a periodic snapshot hibernates): it goes ahead of the
+      // periodic snapshots, which may be waiting for the store.
+      auto it = std::find_if(steps_.begin(), steps_.end(), [&](const auto& w) { return w.lock() == room; });
+      if (it != steps_.end()) steps_.erase(it);
+      steps_.push_front(room);
+    }
     room->queued_step = std::min(*room->queued_step, why);
     return;
   }
@@ -287,7 +294,10 @@ void Worker::take_steps() {
     const SnapshotStep why = *room->queued_step;
     // A periodic snapshot begins only when the store is ready to write it soon (those behind it
     // in the queue are periodic too: hibernations and restores go first).
+    // A room unsaved for two intervals goes all the same: hibernations keep the store busy too,
+    // and must not starve it.
     if (why == SnapshotStep::save && room->state() != Room::State::saving && shared.store &&
+        snapshot_tick - room->unsaved_since() < snapshot_late_ticks &&
         shared.store->writes_in_flight() >= StateStore::max_writes_in_flight) {
       store_behind = true;
       break;

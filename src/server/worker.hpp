@@ -195,6 +195,9 @@ struct Worker {
   void tick_snapshots(std::chrono::milliseconds interval, std::chrono::milliseconds first);
   /// Ticks of the periodic snapshots so far (Room::unsaved_since).
   std::uint64_t snapshot_tick = 0;
+  /// Ticks (two intervals) past which a room's unsaved events are late: said in the log, and its
+  /// snapshot no longer waits for a store that is behind.
+  static constexpr std::uint64_t snapshot_late_ticks = 8;
   /// How much copying one pass of the event loop gives to snapshots and restores in steps at most,
   /// in pieces of snapshot_piece_bytes, and for how long: a pass ends with the piece that passes
   /// snapshot_pass_time, so that a large room's snapshot never holds its neighbours up for long.

@@ -574,8 +574,11 @@ void Room::unregister() {
 }
 
 void Room::shut_down() {
-  // Every member gets its `disconnect` first, while the service still runs (a paused one is not
-  // waited for: it is dropped with its unfinished handler).
+  // A handler paused part-way finishes first when a store keeps the room (its CPU allowance per
+  // event bounds it), so that the snapshot holds what the room did; one held back at its CPU
+  // share cannot, and its last snapshot stands (said in the log). Then every member gets its
+  // `disconnect`, while the service still runs.
+  if (state_ == State::paused && worker_.shared.store) finish_paused_handler();
   grace_timer_.cancel();
   timer_.cancel();
   resume_timer_.cancel();
@@ -593,6 +596,28 @@ void Room::shut_down() {
     if (!busy()) deliver(Event{EventKind::disconnect, m.id});
   }
   end(EndReason::shutdown);  // a room that failed above has already ended
+}
+
+void Room::finish_paused_handler() {
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (state_ == State::paused && hosted_ && hosted().resume_delay() == std::chrono::steady_clock::duration::zero() &&
+         std::chrono::steady_clock::now() < give_up) {
+    state_ = State::running;
+    running_ = true;
+    try {
+      hosted().resume(*this);
+    } catch (const std::exception& e) {
+      fail(std::string("resuming the service threw: ") + e.what());
+    } catch (...) {
+      fail("resuming the service threw a non-standard exception");
+    }
+    running_ = false;
+    settle();  // done, paused again, or ended
+  }
+  if (state_ == State::paused)
+    spdlog::warn("room '{}': its handler is paused part-way at shutdown (held back at its CPU share): its last "
+                 "snapshot stands, without what it did since",
+                 id_);
 }
 
 // --- snapshots ------------------------------------------------------------------------------------

@@ -228,6 +228,8 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   void keep_state(EndReason why, bool mid_call);
   void unregister();
   void on_empty();
+  /// Shutdown: runs a handler paused part-way to its end, unless the service is held back.
+  void finish_paused_handler();
 
   Worker& worker_;
   const std::string id_;

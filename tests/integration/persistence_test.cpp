@@ -236,6 +236,26 @@ TEST_F(PersistenceTest, PeriodicSnapshotsWaitWhileTheStoreIsBehind) {
   EXPECT_EQ(store->saves(), 3) << "no periodic snapshot once the store caught up";
 }
 
+// A server stopped while a room's handler is paused part-way (a guest kept busy by its timers) lets
+// that handler finish and keeps what the room did: nothing it acknowledged is lost.
+TEST_F(PersistenceTest, AStopWhileAHandlerIsPausedKeepsTheRoomsState) {
+  auto module = load(hostile_path, {.cpu_share_percent = 100, .cpu_window = 200ms});
+  ServerOptions o = options();
+  {
+    TestServer server(module, o);
+    auto c = connect(server, "/ws/busy");
+    ASSERT_TRUE(c);
+    for (int i = 0; i < 3; ++i) expect_echo(*c, "!N");
+    expect_echo(*c, "!K");  // from here on its heavy timer handlers keep it busy (paused, mostly)
+    std::this_thread::sleep_for(200ms);
+  }
+  ASSERT_TRUE(fs::exists(dir_ / "r-busy.snapshot")) << "the busy room kept nothing at shutdown";
+  TestServer server(module, o);
+  auto c = connect(server, "/ws/busy");
+  ASSERT_TRUE(c);
+  EXPECT_EQ(hidden_state(*c), std::string("\x03\x03", 2));
+}
+
 /// Hostile.wat with one more mutable global: another module, of another layout.
 std::shared_ptr<wasm::Module> hostile_with_another_global() {
   std::ifstream in(hostile_path);

@@ -138,7 +138,7 @@ TEST_F(ProjectTest, EveryMistakeNamesItsLineAndKey) {
             "request_timeout, close_timeout, log_level, memory_limit, total_memory_limit, cpu_limit, cpu_share, "
             "cpu_window, max_rooms, max_new_rooms_per_ip, "
             "max_connections, max_connections_per_ip, compression, compression_window_bits, compression_threshold, "
-            "allowed_origins, auth_token_secret_file, module_cache)");
+            "max_inflate_rate, allowed_origins, auth_token_secret_file, module_cache)");
   EXPECT_EQ(error("[service]\ntarget = \"x\"\n[server]\ncompression = \"yes\"\n"),
             "4: server.compression must be true or false");
   EXPECT_EQ(error("[service]\ntarget = \"x\"\n[server]\nport = \"eighty\"\n"),

@@ -76,6 +76,9 @@ struct ServerOptions {
   /// Rooms alive at once, across every worker; a client whose room would be one more is closed with
   /// 1013 (try again later). For WebAssembly rooms it is also the number of instances.
   std::size_t max_rooms = 1000;
+  /// Rooms alive that clients from one IP address created; past it such a client is closed with
+  /// 1013 (loopback clients, a proxy in front, are not counted). 0 = no limit.
+  std::size_t max_rooms_per_ip = 100;
   /// New rooms one IP address may create per second (bursts of twice as many); past it its client
   /// is closed with 1013. 0 = no limit. Loopback clients are not counted against it.
   std::uint32_t max_new_rooms_per_ip = 20;

@@ -298,8 +298,13 @@ const Spec specs[] = {
        if (t.limits->cpu_window < std::chrono::milliseconds(100)) throw std::invalid_argument("at least 100ms");
      }},
     {{"--max-rooms", "max_rooms", ValueKind::rooms}, "--max-rooms", "1000",
-     "Rooms alive at once (WebAssembly: instances); a client whose room would be one more is closed with 1013",
+     "Rooms alive at once (WebAssembly: instances); at it the room empty for longest makes way, and a client "
+     "whose room would be one more while every room has a client is closed with 1013",
      false, [](Targets& t, const std::string& v) { t.server->max_rooms = integer<1, 1000000>(v); }},
+    {{"--max-rooms-per-ip", "max_rooms_per_ip", ValueKind::count}, "--max-rooms-per-ip", "100",
+     "Rooms alive that clients from one IP address created (loopback not counted; 0: no limit); past it such a "
+     "client is closed with 1013",
+     false, [](Targets& t, const std::string& v) { t.server->max_rooms_per_ip = integer<0, 1000000>(v); }},
     {{"--max-new-rooms-per-ip", "max_new_rooms_per_ip", ValueKind::count}, "--max-new-rooms-per-ip", "20",
      "Rooms one IP address may create per second (bursts of twice as many; loopback not counted; 0: no "
      "limit); past it its client is closed with 1013",
@@ -454,6 +459,7 @@ bool option_defaults_match(std::string* mismatch) {
       {limits.cpu_window == fresh_limits.cpu_window, "--cpu-window"},
       {server.max_rooms == fresh.max_rooms, "--max-rooms"},
       {server.max_new_rooms_per_ip == fresh.max_new_rooms_per_ip, "--max-new-rooms-per-ip"},
+      {server.max_rooms_per_ip == fresh.max_rooms_per_ip, "--max-rooms-per-ip"},
       {server.max_connections == fresh.max_connections, "--max-connections"},
       {server.max_connections_per_ip == fresh.max_connections_per_ip, "--max-connections-per-ip"},
       {server.compression == fresh.compression, "--compression"},

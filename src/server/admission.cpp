@@ -141,8 +141,34 @@ void Admission::release(const ConnectionTicket& ticket) noexcept {
 
 std::optional<Refusal> Admission::admit_room(const PeerAddress* creator) {
   if (!take(rooms_, limits_.rooms)) return Refusal::rooms;
+  if (creator == nullptr || is_loopback(*creator)) return std::nullopt;
+  if (limits_.rooms_per_ip) {
+    std::lock_guard lock(mutex_);
+    std::size_t& alive = rooms_by_address_[*creator];
+    if (alive >= limits_.rooms_per_ip) {
+      rooms_.fetch_sub(1, std::memory_order_relaxed);
+      return Refusal::rooms_per_ip;
+    }
+    ++alive;
+  }
+  if (auto refused = take_room_creation(*creator)) {
+    room_ended(creator);
+    return refused;
+  }
+  return std::nullopt;
+}
+
+void Admission::room_ended(const PeerAddress* creator) noexcept {
+  rooms_.fetch_sub(1, std::memory_order_relaxed);
+  if (creator == nullptr || !limits_.rooms_per_ip || is_loopback(*creator)) return;
+  std::lock_guard lock(mutex_);
+  auto it = rooms_by_address_.find(*creator);
+  if (it != rooms_by_address_.end() && --it->second == 0) rooms_by_address_.erase(it);
+}
+
+std::optional<Refusal> Admission::take_room_creation(const PeerAddress& creator) {
   const std::uint32_t rate = limits_.new_rooms_per_ip_per_second;
-  if (creator == nullptr || rate == 0 || is_loopback(*creator)) return std::nullopt;
+  if (rate == 0) return std::nullopt;
   // A token bucket per address: `rate` new rooms a second, and bursts of twice that.
   const double burst = 2.0 * rate;
   const auto now = std::chrono::steady_clock::now();
@@ -152,12 +178,9 @@ std::optional<Refusal> Admission::admit_room(const PeerAddress* creator) {
     b.refilled = now;
   };
   std::lock_guard lock(mutex_);
-  auto [it, fresh] = new_rooms_.try_emplace(*creator, Bucket{burst, now});
+  auto [it, fresh] = new_rooms_.try_emplace(creator, Bucket{burst, now});
   if (!fresh) refill(it->second);
-  if (it->second.tokens < 1.0) {
-    rooms_.fetch_sub(1, std::memory_order_relaxed);
-    return Refusal::room_creations_per_ip;
-  }
+  if (it->second.tokens < 1.0) return Refusal::room_creations_per_ip;
   it->second.tokens -= 1.0;
   if (new_rooms_.size() > max_tracked_addresses) {
     // Forget the addresses whose bucket has filled up again: they are as good as new.

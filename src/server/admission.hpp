@@ -31,13 +31,14 @@ enum class Refusal : std::uint8_t {
   connections_per_ip,     ///< --max-connections-per-ip reached
   rooms,                  ///< --max-rooms reached
   room_creations_per_ip,  ///< --max-new-rooms-per-ip spent for this second
+  rooms_per_ip,           ///< --max-rooms-per-ip alive from the address
   accept_failed,          ///< accept failed (out of descriptors): accepting pauses
   origin,                 ///< an upgrade from a page whose origin is not in --allowed-origins
   token,                  ///< an upgrade without a valid token (--auth-token-secret)
   refused_by_service,     ///< an upgrade the service factory's admit refused
   room_unavailable,       ///< a room whose service could not start for want of a shared budget
 };
-inline constexpr std::size_t refusal_kinds = 9;
+inline constexpr std::size_t refusal_kinds = 10;
 
 /// At most one line per cause every 10 seconds, saying how many more there were. Thread-safe.
 class RefusalLog {
@@ -84,6 +85,7 @@ class Admission {
     std::size_t connections_per_ip = 0;
     std::size_t rooms = 0;
     std::uint32_t new_rooms_per_ip_per_second = 0;
+    std::size_t rooms_per_ip = 0;  ///< rooms alive that one address created
   };
 
   void configure(const Limits& limits) { limits_ = limits; }
@@ -94,9 +96,9 @@ class Admission {
   std::size_t connections() const noexcept { return connections_.load(std::memory_order_relaxed); }
 
   /// A room is to be created for a client at `creator` (none: not for a client): nothing, or the
-  /// budget it would exceed. Each room admitted is given back with room_ended.
+  /// budget it would exceed. Each room admitted is given back with room_ended, with its creator.
   std::optional<Refusal> admit_room(const PeerAddress* creator);
-  void room_ended() noexcept { rooms_.fetch_sub(1, std::memory_order_relaxed); }
+  void room_ended(const PeerAddress* creator = nullptr) noexcept;
   std::size_t rooms() const noexcept { return rooms_.load(std::memory_order_relaxed); }
 
   RefusalLog log;
@@ -104,6 +106,8 @@ class Admission {
  private:
   friend class ConnectionTicket;
   void release(const ConnectionTicket& ticket) noexcept;
+  /// Spends one of `creator`'s new-room tokens (--max-new-rooms-per-ip), or says why not.
+  std::optional<Refusal> take_room_creation(const PeerAddress& creator);
 
   struct Hash {
     std::size_t operator()(const PeerAddress& a) const noexcept;
@@ -119,6 +123,7 @@ class Admission {
   std::mutex mutex_;  ///< guards the per-address maps
   std::unordered_map<PeerAddress, std::size_t, Hash> per_address_;
   std::unordered_map<PeerAddress, Bucket, Hash> new_rooms_;
+  std::unordered_map<PeerAddress, std::size_t, Hash> rooms_by_address_;  ///< rooms alive (remote creators)
 };
 
 }  // namespace stateroom::server

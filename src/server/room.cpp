@@ -88,7 +88,7 @@ Room::Room(Worker& worker, std::string id)
       resume_timer_(worker.ioc) {}
 
 Room::~Room() {
-  if (counted_) worker_.shared.admission.room_ended();
+  if (counted_) worker_.shared.admission.room_ended(creator_ ? &*creator_ : nullptr);
 }
 
 void Room::deliver(Event&& event) {
@@ -973,7 +973,7 @@ void Room::end(EndReason why, std::string_view detail) {
   failure_.reset();
   unavailable_ = false;
   if (std::exchange(counted_, false)) {
-    worker_.shared.admission.room_ended();
+    worker_.shared.admission.room_ended(creator_ ? &*creator_ : nullptr);
     worker_.place_freed();
   }
   state_ = State::ended;

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "admission.hpp"
 #include "client.hpp"
 #include "stateroom/hosted_service.hpp"
 #include "stateroom/memory_budget.hpp"
@@ -101,7 +102,10 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   /// For tests: the next client id this room hands out (ids are never reused).
   void skip_client_ids_to(std::uint32_t next) noexcept { next_client_ = next; }
   /// The room holds one place of Admission's room budget, given back when it ends.
-  void count_in_budget() noexcept { counted_ = true; }
+  void count_in_budget(const PeerAddress* creator) noexcept {
+    counted_ = true;
+    if (creator) creator_ = *creator;
+  }
   /// Clients that are members now.
   std::size_t client_count() const noexcept { return members_.size(); }
   /// Whether it is alive with no member (in its grace period), and since when.
@@ -246,6 +250,7 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   bool emptied_ = false;  ///< the last member just left: on_empty runs once idle
   std::chrono::steady_clock::time_point empty_since_ = std::chrono::steady_clock::now();  ///< its last member left
   bool making_way_ = false;  ///< make_way has run: it ends as soon as it can
+  std::optional<PeerAddress> creator_;  ///< the address of the client it was created for
   bool counted_ = false;     ///< holds a place in the room budget
   bool grace_over_ = false;  ///< empty past its grace period while busy: ends after the running handler
   std::deque<Event> queue_;

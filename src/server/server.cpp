@@ -50,9 +50,15 @@ std::optional<Refusal> Worker::admit_room(const std::string& room_id, const Peer
     if (!quiet_if_full) report_rooms_full(room_id);
     return why;
   }
-  shared.admission.log.report(*why, fmt::format("refused to create room '{}': its client's address creates rooms "
-                                                "faster than --max-new-rooms-per-ip {} a second",
-                                                room_id, shared.admission.limits().new_rooms_per_ip_per_second));
+  const auto& limits = shared.admission.limits();
+  shared.admission.log.report(
+      *why, *why == Refusal::rooms_per_ip
+                ? fmt::format("refused to create room '{}': its client's address has created {} rooms that are "
+                              "alive (--max-rooms-per-ip)",
+                              room_id, limits.rooms_per_ip)
+                : fmt::format("refused to create room '{}': its client's address creates rooms faster than "
+                              "--max-new-rooms-per-ip {} a second",
+                              room_id, limits.new_rooms_per_ip_per_second));
   return why;
 }
 
@@ -126,12 +132,12 @@ void Worker::retry_awaiting_place() {
   }
 }
 
-std::shared_ptr<Room> Worker::create_room(const std::string& room_id, LoadedState saved,
+std::shared_ptr<Room> Worker::create_room(const std::string& room_id, LoadedState saved, const PeerAddress* creator,
                                           std::optional<Refusal>* refused, MemoryCharge charge) {
   std::string unavailable;
   auto room = Room::create(*this, room_id, std::move(saved), &unavailable, std::move(charge));
   if (!room) {
-    shared.admission.room_ended();
+    shared.admission.room_ended(creator);
     if (!unavailable.empty()) {
       if (refused) *refused = Refusal::room_unavailable;
       shared.admission.log.report(Refusal::room_unavailable,
@@ -139,7 +145,7 @@ std::shared_ptr<Room> Worker::create_room(const std::string& room_id, LoadedStat
     }
     return nullptr;
   }
-  room->count_in_budget();
+  room->count_in_budget(creator);
   rooms[room_id] = room;
   return room;
 }
@@ -151,7 +157,8 @@ std::shared_ptr<Room> Worker::find_or_create_room(const std::string& room_id, co
     if (refused) *refused = why;
     return nullptr;
   }
-  return create_room(room_id, shared.store ? load_state(*shared.store, room_id) : LoadedState::none(), refused);
+  return create_room(room_id, shared.store ? load_state(*shared.store, room_id) : LoadedState::none(), creator,
+                     refused);
 }
 
 void Worker::with_room(const std::string& room_id, const PeerAddress* creator, RoomReady ready) {
@@ -169,23 +176,24 @@ void Worker::with_room(const std::string& room_id, const PeerAddress* creator, R
   }
   if (!shared.store) {
     std::optional<Refusal> refused;
-    auto room = create_room(room_id, LoadedState::none(), &refused);
+    auto room = create_room(room_id, LoadedState::none(), creator, &refused);
     return ready(std::move(room), refused);
   }
   waking[room_id].push_back(std::move(ready));
-  shared.state_loader->post([this, room_id, store = shared.store, memory = shared.memory] {
+  const std::optional<PeerAddress> by = creator ? std::optional<PeerAddress>(*creator) : std::nullopt;
+  shared.state_loader->post([this, room_id, by, store = shared.store, memory = shared.memory] {
     auto saved = load_state(*store, room_id);
     // Counted from here until the room is restored (a room may always take its own snapshot in:
     // its instance must fit the budget too, and that is what refuses it).
     memory->take_anyway(saved.snapshot.size());
     MemoryCharge charge(memory.get(), saved.snapshot.size());
-    boost::asio::post(ioc, [this, room_id, saved = std::move(saved), charge = std::move(charge)]() mutable {
-      woke(room_id, std::move(saved), std::move(charge));
+    boost::asio::post(ioc, [this, room_id, by, saved = std::move(saved), charge = std::move(charge)]() mutable {
+      woke(room_id, by ? &*by : nullptr, std::move(saved), std::move(charge));
     });
   });
 }
 
-void Worker::woke(const std::string& room_id, LoadedState saved, MemoryCharge charge) {
+void Worker::woke(const std::string& room_id, const PeerAddress* creator, LoadedState saved, MemoryCharge charge) {
   auto it = waking.find(room_id);
   if (it == waking.end()) return;
   auto waiting = std::move(it->second);
@@ -193,9 +201,9 @@ void Worker::woke(const std::string& room_id, LoadedState saved, MemoryCharge ch
   std::optional<Refusal> refused;
   std::shared_ptr<Room> room;
   if (shutting_down) {
-    shared.admission.room_ended();
+    shared.admission.room_ended(creator);
   } else {
-    room = create_room(room_id, std::move(saved), &refused, std::move(charge));
+    room = create_room(room_id, std::move(saved), creator, &refused, std::move(charge));
   }
   for (auto& ready : waiting) ready(room, refused);
 }
@@ -507,6 +515,7 @@ Status Server::start() {
       .connections_per_ip = options.max_connections_per_ip,
       .rooms = options.max_rooms,
       .new_rooms_per_ip_per_second = options.max_new_rooms_per_ip,
+      .rooms_per_ip = options.max_rooms_per_ip,
   });
   unsigned threads = options.threads ? options.threads : std::thread::hardware_concurrency();
   if (threads == 0) threads = 1;

@@ -110,6 +110,7 @@ void BasicWebSocketSession<Socket>::enter(std::shared_ptr<Room> room, std::optio
       begin_close(protocol::CloseCode::try_again_later,
                   *refused == Refusal::rooms                   ? "too many rooms"
                   : *refused == Refusal::room_creations_per_ip ? "too many new rooms from this address"
+                  : *refused == Refusal::rooms_per_ip          ? "too many rooms from this address"
                                                                : "room unavailable, try again later",
                   Drop::none);
     } else {

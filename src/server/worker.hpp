@@ -168,10 +168,10 @@ struct Worker {
   bool place_retry_posted_ = false;
   /// Builds the admitted room `room_id` from `saved`, gives its place back when it cannot start.
   /// `charge`: what `saved` holds of the memory budget.
-  std::shared_ptr<Room> create_room(const std::string& room_id, LoadedState saved, std::optional<Refusal>* refused,
-                                    MemoryCharge charge = {});
+  std::shared_ptr<Room> create_room(const std::string& room_id, LoadedState saved, const PeerAddress* creator,
+                                    std::optional<Refusal>* refused, MemoryCharge charge = {});
   /// The saved state of waking room `room_id` has been read: the room starts, its connects go on.
-  void woke(const std::string& room_id, LoadedState saved, MemoryCharge charge);
+  void woke(const std::string& room_id, const PeerAddress* creator, LoadedState saved, MemoryCharge charge);
   /// Runs the snapshot work of one pass (snapshot_step_bytes), then posts itself again while
   /// there is more.
   void take_steps();

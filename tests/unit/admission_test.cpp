@@ -100,6 +100,34 @@ TEST(Admission, RoomsAreCappedAndEachAddressCreatesThemAtItsRate) {
   EXPECT_EQ(a.admit_room(nullptr), Refusal::rooms);
 }
 
+// The rooms alive that one remote address created are bounded; each that ends gives its place
+// back to that address; loopback and rooms not made for a client are not counted.
+TEST(Admission, TheRoomsAliveThatOneAddressCreatedAreBounded) {
+  Admission a;
+  a.configure({.rooms = 50, .rooms_per_ip = 3});
+  const PeerAddress client = ip("198.51.100.1");
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(a.admit_room(&client), std::nullopt);
+  EXPECT_EQ(a.admit_room(&client), Refusal::rooms_per_ip);
+  EXPECT_EQ(a.rooms(), 3u) << "a refused room holds no place";
+  const PeerAddress other = ip("198.51.100.2");
+  EXPECT_EQ(a.admit_room(&other), std::nullopt) << "another address has its own bound";
+  a.room_ended(&client);
+  EXPECT_EQ(a.admit_room(&client), std::nullopt) << "an ended room gives its address's place back";
+  EXPECT_EQ(a.admit_room(&client), Refusal::rooms_per_ip);
+  const PeerAddress local = ip("127.0.0.1");
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(a.admit_room(&local), std::nullopt) << "loopback is not counted";
+  EXPECT_EQ(a.admit_room(nullptr), std::nullopt);
+  // A refusal by the creation rate leaves the address's count as it was.
+  Admission rated;
+  rated.configure({.rooms = 50, .new_rooms_per_ip_per_second = 1, .rooms_per_ip = 3});
+  EXPECT_EQ(rated.admit_room(&client), std::nullopt);
+  EXPECT_EQ(rated.admit_room(&client), std::nullopt);
+  EXPECT_EQ(rated.admit_room(&client), Refusal::room_creations_per_ip);
+  rated.room_ended(&client);
+  rated.room_ended(&client);
+  EXPECT_EQ(rated.rooms(), 0u);
+}
+
 TEST(Admission, RefusalsAreLoggedOncePerIntervalForEachCause) {
   std::ostringstream out;
   auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(out);

@@ -136,7 +136,7 @@ TEST_F(ProjectTest, EveryMistakeNamesItsLineAndKey) {
             "on_module_change, default_room, room_grace, "
             "max_message_size, max_queued, max_send_size, max_room_queue, write_timeout, ping_interval, idle_timeout, "
             "request_timeout, close_timeout, log_level, memory_limit, total_memory_limit, cpu_limit, cpu_share, "
-            "cpu_window, max_rooms, max_new_rooms_per_ip, "
+            "cpu_window, max_rooms, max_rooms_per_ip, max_new_rooms_per_ip, "
             "max_connections, max_connections_per_ip, compression, compression_window_bits, compression_threshold, "
             "max_inflate_rate, allowed_origins, auth_token_secret_file, module_cache)");
   EXPECT_EQ(error("[service]\ntarget = \"x\"\n[server]\ncompression = \"yes\"\n"),

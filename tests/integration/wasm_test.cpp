@@ -347,21 +347,33 @@ bool no_instance_within(const Engine& engine, std::chrono::milliseconds timeout)
   return engine.live_instances() == 0;
 }
 
+/// One worker thread (the busy room and everything else share it) and `grace`.
+ServerOptions one_thread(RoomGrace grace) {
+  ServerOptions options;
+  options.threads = 1;
+  options.room_grace = grace;
+  return options;
+}
+
+/// The hostile guest's room 'hog' kept busy by `command` (!C or !K), held back at its CPU share
+/// first when `held` (the log says so), then left by its client. Whether all of it happened.
+bool leave_busy_room(TestServer& server, const LogCapture& log, const std::string& command, bool held) {
+  auto hog = connect(server, "/ws/hog");
+  if (!hog) return false;
+  expect_echo(*hog, command);
+  if (held && !log.wait_for("room 'hog': its guest used more than its CPU share", 5s)) return false;
+  if (!held) std::this_thread::sleep_for(200ms);
+  hog->close();
+  return true;
+}
+
 // A guest that keeps itself busy, held back at its CPU share, and left by its last client: the room
 // ends after its grace, held back or not, and nothing runs for it afterwards.
 TEST(WasmServe, AnEmptyRoomHeldBackAtItsCpuShareEndsAfterItsGrace) {
   LogCapture log;
   auto e = engine({.cpu_share_percent = 30, .cpu_window = 5s});
-  auto module = Module::load(e, hostile_path);
-  ServerOptions options;
-  options.threads = 1;
-  options.room_grace = RoomGrace::after(500ms);
-  TestServer server(module, options);
-  auto hog = connect(server, "/ws/hog");
-  ASSERT_TRUE(hog);
-  expect_echo(*hog, "!C");
-  ASSERT_TRUE(log.wait_for("room 'hog': its guest used more than its CPU share", 5s));
-  hog->close();
+  TestServer server(Module::load(e, hostile_path), one_thread(RoomGrace::after(500ms)));
+  ASSERT_TRUE(leave_busy_room(server, log, "!C", true));
   const auto left = std::chrono::steady_clock::now();
   ASSERT_TRUE(no_instance_within(*e, 3s)) << "the room outlived its grace";
   std::printf("ended %.2f s after its client left\n",
@@ -378,18 +390,11 @@ TEST(WasmServe, AnEmptyRoomHeldBackAtItsCpuShareHibernatesAfterItsGraceWithAStor
   const auto dir = std::filesystem::temp_directory_path() / ("stateroom-held-" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
   auto e = engine({.cpu_share_percent = 30, .cpu_window = 2s});
-  auto module = Module::load(e, hostile_path);
-  ServerOptions options;
-  options.threads = 1;
-  options.room_grace = RoomGrace::after(300ms);
+  ServerOptions options = one_thread(RoomGrace::after(300ms));
   options.state_dir = dir.string();
   {
-    TestServer server(module, options);
-    auto hog = connect(server, "/ws/hog");
-    ASSERT_TRUE(hog);
-    expect_echo(*hog, "!C");
-    ASSERT_TRUE(log.wait_for("room 'hog': its guest used more than its CPU share", 5s));
-    hog->close();
+    TestServer server(Module::load(e, hostile_path), options);
+    ASSERT_TRUE(leave_busy_room(server, log, "!C", true));
     EXPECT_TRUE(no_instance_within(*e, 3s)) << "the room outlived its grace and its hold";
     EXPECT_FALSE(log.contains("room 'hog' failed"));
   }
@@ -400,17 +405,10 @@ TEST(WasmServe, AnEmptyRoomHeldBackAtItsCpuShareHibernatesAfterItsGraceWithAStor
 // The same with a share that never holds it back: busy from one heavy timer handler to the next
 // (none waits in its queue: each arms the next one's timer), it ends after its grace all the same.
 TEST(WasmServe, AnEmptyRoomKeptBusyByItsTimersEndsAfterItsGrace) {
+  LogCapture log;
   auto e = engine({.cpu_share_percent = 100, .cpu_window = 200ms});
-  auto module = Module::load(e, hostile_path);
-  ServerOptions options;
-  options.threads = 1;
-  options.room_grace = RoomGrace::after(300ms);
-  TestServer server(module, options);
-  auto hog = connect(server, "/ws/hog");
-  ASSERT_TRUE(hog);
-  expect_echo(*hog, "!K");
-  std::this_thread::sleep_for(200ms);
-  hog->close();
+  TestServer server(Module::load(e, hostile_path), one_thread(RoomGrace::after(300ms)));
+  ASSERT_TRUE(leave_busy_room(server, log, "!K", false));
   EXPECT_TRUE(no_instance_within(*e, 3s)) << "the room outlived its grace";
 }
 
@@ -419,17 +417,11 @@ TEST(WasmServe, AnEmptyRoomKeptBusyByItsTimersEndsAfterItsGrace) {
 TEST(WasmServe, AnEmptyRoomHeldBackForAWholeWindowFails) {
   LogCapture log;
   auto e = engine({.cpu_share_percent = 30, .cpu_window = 1s});
-  auto module = Module::load(e, hostile_path);
-  ServerOptions options;
-  options.threads = 1;
-  options.room_grace = RoomGrace::never();
-  TestServer server(module, options);
-  auto hog = connect(server, "/ws/hog");
-  ASSERT_TRUE(hog);
-  expect_echo(*hog, "!C");
-  ASSERT_TRUE(log.wait_for("room 'hog': its guest used more than its CPU share", 5s));
-  hog->close();
-  EXPECT_TRUE(log.wait_for("room 'hog' failed: the guest kept using more than its CPU share", 5s));
+  TestServer server(Module::load(e, hostile_path), one_thread(RoomGrace::never()));
+  ASSERT_TRUE(leave_busy_room(server, log, "!C", true));
+  // Held back for a window in all takes more than one when the machine is busy (the guest then uses
+  // less of a core, and is held back less of the time).
+  EXPECT_TRUE(log.wait_for("room 'hog' failed: the guest kept using more than its CPU share", 20s));
   EXPECT_TRUE(no_instance_within(*e, 1s));
 }
 

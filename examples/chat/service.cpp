@@ -1,6 +1,11 @@
 // chat: `/name X` sets your name; anything else goes to everyone else as "name: text". A newcomer
-// gets the room's last 50 messages after its welcome. With a state directory (--state-dir) they
+// gets the room's recent messages after its welcome. With a state directory (--state-dir) they
 // survive restarts: natively through snapshot() and restore(), as WebAssembly without them.
+//
+// What a room keeps and sends is bounded, whatever its clients post: a line is at most 4 KiB (a
+// longer one is refused, and its sender told), a name 32 bytes, and the history the last 50 lines
+// within 64 KiB. A newcomer's welcome and history stay far below the server's send queue
+// (--max-queued), so no amount of posting makes the room unjoinable.
 #include <stateroom/service.hpp>
 
 #include <cstdint>
@@ -11,13 +16,26 @@
 using namespace stateroom;
 
 struct Chat : Service {
-  static constexpr std::size_t kept = 50;  ///< messages a newcomer is shown
+  static constexpr std::size_t kept = 50;                ///< lines a newcomer is shown, at most
+  static constexpr std::size_t kept_bytes = 64 * 1024;   ///< and their bytes, at most
+  static constexpr std::size_t max_line = 4 * 1024;      ///< bytes of a message someone posts
+  static constexpr std::size_t max_name = 32;            ///< bytes of a name
   std::unordered_map<ClientId, std::string> names;
   std::deque<std::string> history;
+  std::size_t history_bytes = 0;
 
   std::string name_of(ClientId client) const {
     auto it = names.find(client);
     return it != names.end() ? it->second : "user" + std::to_string(client.value);
+  }
+
+  void keep(std::string line) {
+    history_bytes += line.size();
+    history.push_back(std::move(line));
+    while (history.size() > kept || history_bytes > kept_bytes) {
+      history_bytes -= history.front().size();
+      history.pop_front();
+    }
   }
 
   void connect(ClientId client, Context& ctx) override {
@@ -30,15 +48,22 @@ struct Chat : Service {
     const auto text = msg.text();
     if (!text || text->empty()) return;
     if (text->starts_with("/name ") && text->size() > 6) {
+      if (text->size() - 6 > max_name) {
+        ctx.send(client, "a name is at most " + std::to_string(max_name) + " bytes");
+        return;
+      }
       const std::string old = name_of(client);
       names[client] = std::string(text->substr(6));
       ctx.send(broadcast(), old + " is now " + names[client]);
       return;
     }
+    if (text->size() > max_line) {
+      ctx.send(client, "not sent: a message is at most " + std::to_string(max_line) + " bytes");
+      return;
+    }
     std::string line = name_of(client) + ": " + std::string(*text);
     ctx.send(everyone_except(client), line);
-    history.push_back(std::move(line));
-    if (history.size() > kept) history.pop_front();
+    keep(std::move(line));
   }
 
   void disconnect(ClientId client, Context& ctx) override {
@@ -56,18 +81,20 @@ struct Chat : Service {
     }
     return state;
   }
+  // A history saved with other bounds keeps its latest lines within these.
   bool restore(std::span<const std::byte> state, Context&) override {
-    std::deque<std::string> lines;
+    Chat restored;
     while (!state.empty()) {
       if (state.size() < 4) return false;
       std::size_t size = 0;
       for (int i = 0; i < 4; ++i) size |= static_cast<std::size_t>(state[i]) << (8 * i);
       state = state.subspan(4);
-      if (size > state.size() || lines.size() == kept) return false;
-      lines.emplace_back(reinterpret_cast<const char*>(state.data()), size);
+      if (size > state.size()) return false;
+      restored.keep(std::string(reinterpret_cast<const char*>(state.data()), size));
       state = state.subspan(size);
     }
-    history = std::move(lines);
+    history = std::move(restored.history);
+    history_bytes = restored.history_bytes;
     return true;
   }
 };

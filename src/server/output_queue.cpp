@@ -123,10 +123,12 @@ void OutputQueue::compact() {
   }
 }
 
-void OutputQueue::drop_unstarted() {
-  // Keep the frame in progress, if one is: the stream up to its end.
-  const bool partial = written_ > frame_start_ && ends_head_ < ends_.size();
-  const std::uint64_t keep_until = partial ? ends_[ends_head_] : written_;
+void OutputQueue::drop_unstarted(std::uint64_t keep_through) {
+  // Keep the frame in progress, if one is (the stream up to its end), and those `keep_through` holds.
+  std::uint64_t keep_until = written_;
+  std::size_t kept_ends = ends_head_;
+  if (written_ > frame_start_ && ends_head_ < ends_.size()) keep_until = ends_[kept_ends++];
+  while (kept_ends < ends_.size() && ends_[kept_ends] <= keep_through) keep_until = ends_[kept_ends++];
   std::uint64_t keep = keep_until - written_;
   // Walk the unwritten stream as `consume` would, to find where `keep` bytes end.
   std::size_t pos = head_, ref = 0;
@@ -144,7 +146,7 @@ void OutputQueue::drop_unstarted() {
   }
   bytes_.resize(pos);
   refs_.erase(refs_.begin() + static_cast<std::ptrdiff_t>(ref), refs_.end());
-  ends_.resize(ends_head_ + (partial ? 1 : 0));
+  ends_.resize(kept_ends);
   appended_ = keep_until;
   if (empty()) consume(0);
 }

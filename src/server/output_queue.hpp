@@ -47,8 +47,11 @@ class OutputQueue {
   std::size_t gather(std::span<std::span<const std::uint8_t>> out) const noexcept;
   /// Removes the first `n` bytes after a write took them.
   void consume(std::size_t n) noexcept;
-  /// Drops every frame that has not begun to leave; a frame partly written stays whole.
-  void drop_unstarted();
+  /// Drops every frame that has not begun to leave; a frame partly written stays whole, and so do
+  /// the frames that end at or before stream offset `keep_through` (the HTTP response, say).
+  void drop_unstarted(std::uint64_t keep_through = 0);
+  /// Stream offset of the end: the bytes appended so far.
+  std::uint64_t appended() const noexcept { return appended_; }
   /// Returns the memory of an empty queue.
   void release_memory() noexcept;
 

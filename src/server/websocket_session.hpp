@@ -106,6 +106,7 @@ class BasicWebSocketSession final : public Client,
   boost::asio::steady_timer timer_;  ///< keep-alive, the close deadline and the write timeout
   protocol::Parser parser_;
   OutputQueue out_;
+  std::uint64_t response_end_ = 0;  ///< where the 101 ends in out_'s stream: it is never dropped
   const std::string room_id_;
   Handshake handshake_;  ///< the 101's contents until it is queued; then the agreed compression
   /// The client's decompressor when it keeps its context between messages (made on its first

@@ -78,6 +78,7 @@ void BasicWebSocketSession<Socket>::start() {
   response += "Server: stateroom\r\n\r\n";
   out_.append({reinterpret_cast<const std::uint8_t*>(response.data()), response.size()});
   out_.end_frame();
+  response_end_ = out_.appended();
   handshake_.accept_key = {};
   last_heard_ = Clock::now();
   cork();
@@ -485,7 +486,8 @@ void BasicWebSocketSession<Socket>::begin_close(protocol::CloseCode code, std::s
   if (closing_ || done_) return;
   closing_ = true;
   close_code_ = static_cast<std::uint16_t>(code);
-  if (drop == Drop::unstarted) out_.drop_unstarted();
+  // The 101 always leaves, so that the client reads why it is closed, even from its own `connect`.
+  if (drop == Drop::unstarted) out_.drop_unstarted(response_end_);
   std::uint8_t payload[protocol::max_control_payload];
   const std::size_t size = protocol::write_close_payload(payload, close_code_, reason);
   queue_control(protocol::Opcode::close, {payload, size});

@@ -183,6 +183,43 @@ TEST_P(Examples, Chat) {
   EXPECT_EQ(next_text(*a), "user3: hi") << "the history was only for the newcomer";
 }
 
+// Whatever its clients post, what a chat room keeps and sends a newcomer is bounded: a message over
+// 4 KiB is refused (its sender told), the history a newcomer gets is the latest lines within 64 KiB.
+TEST_P(Examples, ChatBoundsWhatItKeepsAndSends) {
+  auto server = start("chat");
+  auto a = connect(*server, "/ws/big");
+  ASSERT_TRUE(a);
+  EXPECT_EQ(next_text(*a), "welcome, user1; /name X renames you");
+  for (int i = 0; i < 3; ++i) {
+    a->send_text(std::string(1 << 20, 'M'));
+    EXPECT_EQ(next_text(*a), "not sent: a message is at most 4096 bytes");
+  }
+  a->send_text("/name " + std::string(33, 'n'));
+  EXPECT_EQ(next_text(*a), "a name is at most 32 bytes");
+  for (int i = 0; i < 40; ++i) a->send_text(std::to_string(i % 10) + std::string(4095, 'a' + i % 26));
+  a->send_text("last");
+  a->send_text("/name alice");  // every post is in the room once this comes back
+  EXPECT_EQ(next_text(*a), "user1 is now alice");
+  auto c = connect(*server, "/ws/big");
+  ASSERT_TRUE(c);
+  EXPECT_EQ(next_text(*c), "welcome, user2; /name X renames you");
+  EXPECT_EQ(next_text(*a), "user2 joined");
+  a->send_text("end");
+  std::vector<std::string> history;
+  std::size_t bytes = 0;
+  for (std::string line = next_text(*c); line != "alice: end"; line = next_text(*c)) {
+    ASSERT_NE(line, "<nothing>");
+    history.push_back(line);
+    bytes += line.size();
+  }
+  EXPECT_LE(bytes, 64u * 1024) << history.size() << " lines";
+  EXPECT_GE(history.size(), 10u) << "the latest lines that fit are kept";
+  ASSERT_FALSE(history.empty());
+  EXPECT_EQ(history.back(), "user1: last");
+  EXPECT_EQ(history.front().substr(0, 7), "user1: ");
+  EXPECT_EQ(history[history.size() - 2], "user1: 9" + std::string(4095, 'a' + 39 % 26)) << "in order, none lost";
+}
+
 INSTANTIATE_TEST_SUITE_P(Launchers, Examples, ::testing::ValuesIn(launchers()),
                          [](const auto& info) { return info.param.name; });
 

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <thread>
 
+#include "../support/log_capture.hpp"
 #include "../support/probe_service.hpp"
 #include "../support/ws_client.hpp"
 
@@ -168,6 +169,33 @@ TEST(Limits, ASlowReaderIsClosedAndTheRoomGoesOn) {
   EXPECT_EQ(slow->read_until_closed(10s), 1008);
   fast->send_text("echo:alive");
   EXPECT_TRUE(fast->read_until("alive"));
+}
+
+// A room whose `connect` sends a newcomer more than its queue holds: the newcomer still gets its
+// 101, then its 1008, never a connection cut during its handshake; the room goes on.
+struct Greeter : Service {
+  void connect(ClientId client, Context& ctx) override {
+    if (++joined == 1) return;  // the first client stays, to see the room go on
+    for (int i = 0; i < 8; ++i) ctx.send(client, std::string(40 * 1024, 'g'));
+  }
+  void message(ClientId client, const MessagePayload& msg, Context& ctx) override { ctx.send(client, msg); }
+  int joined = 0;
+};
+
+TEST(Limits, ANewcomerSentTooMuchInItsOwnConnectGets1008) {
+  LogCapture log;
+  ServerOptions options;
+  options.max_queued_bytes = 128 * 1024;
+  TestServer server(std::make_shared<ServiceFactoryOf<Greeter>>(), options);
+  auto stays = WsClient::connect(server.port(), "/ws/welcome");
+  ASSERT_TRUE(stays);
+  std::string error;
+  auto newcomer = WsClient::connect(server.port(), "/ws/welcome", 5s, 0, "127.0.0.1", &error);
+  ASSERT_TRUE(newcomer) << "the handshake failed: " << error;
+  EXPECT_EQ(newcomer->read_until_closed(10s), 1008);
+  EXPECT_TRUE(log.contains("reads too slowly"));
+  stays->send_text("still here");
+  EXPECT_TRUE(stays->read_until("still here"));
 }
 
 TEST(KeepAlive, ASilentClientIsClosedAndAResponsiveOneStays) {

@@ -123,3 +123,25 @@ TEST(OutputQueue, StaysBoundedWhileItNeverEmpties) {
   EXPECT_TRUE(q.empty());
   EXPECT_LT(q.memory(), 64u);
 }
+
+TEST(OutputQueue, KeepsTheFramesAskedForWhenDropping) {
+  // Nothing written yet: the HTTP response (up to the offset kept) stays, the frames after it go.
+  OutputQueue q;
+  frame(q, "HTTP/1.1 101\r\n\r\n");
+  const auto response_end = q.appended();
+  auto big = std::make_shared<const std::string>(40000, 'w');
+  q.append(bytes("W"));
+  q.append_shared(big);
+  q.end_frame();
+  frame(q, "more");
+  q.drop_unstarted(response_end);
+  EXPECT_EQ(q.frames(), 1u);
+  frame(q, "close");
+  EXPECT_EQ(drain(q, 5), "HTTP/1.1 101\r\n\r\n" "close");
+
+  // Once the response has left, the offset keeps nothing more.
+  frame(q, "a");
+  frame(q, "b");
+  q.drop_unstarted(response_end);
+  EXPECT_TRUE(q.empty());
+}

@@ -23,6 +23,8 @@ APT_PACKAGES=(
   chromium
   # the fuzz targets (fuzz/, scripts/fuzz): clang's libFuzzer and sanitizer runtimes for x86_64
   libclang-rt-14-dev
+  # the remote-clients test: network namespaces and a veth pair (`ip`)
+  iproute2
 )
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }

@@ -19,10 +19,12 @@ def check(condition, message):
 
 
 class Server:
-    """`command` started with --port 0 --host 127.0.0.1; `port` is None when it did not start."""
+    """`command` started with --port 0 --host `host` (127.0.0.1 by default), after `prefix` (such as
+    `ip netns exec NAME`, which execs the server: `proc` is the server itself); `port` is None when it
+    did not start."""
 
-    def __init__(self, command, env=None):
-        self.proc = subprocess.Popen(command + ["--port", "0", "--host", "127.0.0.1"], stdout=subprocess.PIPE,
+    def __init__(self, command, env=None, host="127.0.0.1", prefix=()):
+        self.proc = subprocess.Popen([*prefix, *command, "--port", "0", "--host", host], stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, env=env)
         self.port = None
         self.startup = []  # what the server printed up to its "listening on" line

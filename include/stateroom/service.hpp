@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -125,6 +126,16 @@ class ServiceFactory {
   /// data, globals and tables, so a rebuild that changed only code keeps its rooms' state. Empty
   /// (the default): identities alone decide.
   virtual std::string snapshot_layout() const { return {}; }
+  /// Why a snapshot of one of its rooms' services cannot be restored under this run's limits (a
+  /// WebAssembly room's memory larger than --memory-limit allows, say): the server asks at start,
+  /// for each room its store keeps, so that the log names the rooms a restart with lower limits
+  /// leaves out (their snapshots are kept; each is refused with 1013 until the limits allow it).
+  /// `head` is the snapshot's beginning, at most `snapshot_head_bytes`. Nothing (the default): it
+  /// fits, or its beginning does not say.
+  virtual std::optional<std::string> snapshot_misfit(std::span<const std::byte> /*head*/) const {
+    return std::nullopt;
+  }
+  static constexpr std::size_t snapshot_head_bytes = 64;
 };
 
 /// A service type a factory can build: default-constructible, or constructible from

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -66,6 +67,15 @@ class StateStore {
   virtual std::size_t writes_in_flight() const { return 0; }
   /// One being written and one ready to follow it.
   static constexpr std::size_t max_writes_in_flight = 2;
+  /// What survey() hands over: a room id and its snapshot's first bytes (uncompressed).
+  using SurveyVisit = std::function<bool(std::string_view room_id, std::span<const std::byte> head)>;
+  /// Calls `visit` for each room asleep (not loaded or saved since it last went to sleep, or since
+  /// the start) whose snapshot it keeps, with the snapshot's first `head_bytes` (fewer when it is
+  /// shorter), until `visit` returns false. For a look over what is kept, such as the server's at
+  /// start: a snapshot that cannot be read is skipped (its room's load() says why), and nothing
+  /// is checked beyond what the head needs. Any thread; rooms load and save meanwhile. This
+  /// default keeps nothing to show.
+  virtual void survey(std::size_t /*head_bytes*/, const SurveyVisit& /*visit*/) {}
 };
 
 /// How a directory store reads, and how much it keeps.

@@ -130,6 +130,9 @@ class Module final : public ServiceFactory {
   /// tables of references other than funcref, or with mutable globals of reference type or
   /// imported ones); empty when they can.
   const std::string& persistence_problem() const noexcept;
+  /// Its rooms' snapshots hold their linear memory: one larger than --memory-limit or
+  /// --total-memory-limit allows cannot be restored in this run.
+  std::optional<std::string> snapshot_misfit(std::span<const std::byte> head) const override;
 
   /// The implementation, for the host's own sources (its definition is not public).
   struct Impl;

@@ -649,6 +649,39 @@ constexpr auto put = ::stateroom::detail::put_le<std::vector<std::byte>>;
 
 }  // namespace
 
+std::optional<Room::SnapshotHead> Room::read_room_snapshot_head(std::span<const std::byte> saved, std::string& why) {
+  ::stateroom::detail::LittleEndianReader<std::byte> in{saved};
+  const bool magic = in.get(4) == room_snapshot_magic;
+  const auto version = in.get(4);
+  std::optional<std::string> identity = get_text(in), layout = std::string();
+  if (version >= 2) layout = get_text(in);
+  if (!magic || version < 1 || version > room_snapshot_version || !identity || !layout) {
+    why = "it is not a room snapshot this server reads";
+    return std::nullopt;
+  }
+  SnapshotHead head;
+  head.identity = std::move(*identity);
+  head.layout = std::move(*layout);
+  head.next_client = static_cast<std::uint32_t>(in.get(4));
+  head.timer_ms = static_cast<std::int64_t>(in.get(8));
+  const auto member_count = in.get(4);
+  if (!in.ok || in.in.size() / 4 < member_count) {
+    why = "it is truncated";
+    return std::nullopt;
+  }
+  head.members.reserve(static_cast<std::size_t>(member_count));
+  for (std::uint64_t i = 0; i < member_count; ++i) head.members.push_back(ClientId{static_cast<std::uint32_t>(in.get(4))});
+  head.service = in.in;
+  return head;
+}
+
+bool Room::restores_snapshot_of(std::string_view identity, std::string_view layout, const ServiceFactory& factory,
+                                ServerOptions::OnModuleChange mode) {
+  using Mode = ServerOptions::OnModuleChange;
+  if (identity == factory.snapshot_identity() || mode == Mode::keep) return true;
+  return mode == Mode::layout && !layout.empty() && layout == factory.snapshot_layout();
+}
+
 std::vector<std::byte> Room::snapshot() { return wrap_snapshot(service_->snapshot(), *made_by_->factory); }
 
 std::vector<std::byte> Room::wrap_snapshot(std::vector<std::byte> service, const ServiceFactory& by) const {
@@ -680,31 +713,22 @@ std::vector<std::byte> Room::snapshot_header(const ServiceFactory& by, std::size
 }
 
 bool Room::restore(std::vector<std::byte> saved, ServiceFactory& factory, MemoryCharge charge) {
-  ::stateroom::detail::LittleEndianReader<std::byte> in{saved};
-  const bool magic = in.get(4) == room_snapshot_magic;
-  const auto version = in.get(4);
-  std::optional<std::string> identity = get_text(in), layout = std::string();
-  if (version >= 2) layout = get_text(in);
   auto& store = *worker_.shared.store;
-  if (!magic || version < 1 || version > room_snapshot_version || !identity || !layout) {
-    store.set_aside(id_, "it is not a room snapshot this server reads");
+  std::string why;
+  auto head = read_room_snapshot_head(saved, why);
+  if (!head) {
+    store.set_aside(id_, why);
     return false;
   }
-  Restoring r;
-  r.next_client = static_cast<std::uint32_t>(in.get(4));
-  r.timer_ms = static_cast<std::int64_t>(in.get(8));
-  const auto member_count = in.get(4);
-  for (std::uint64_t i = 0; in.ok && i < member_count; ++i)
-    r.members.push_back(ClientId{static_cast<std::uint32_t>(in.get(4))});
-  if (!in.ok) {
-    store.set_aside(id_, "it is truncated");
-    return false;
-  }
-  if (auto refused = refuses_snapshot_of(*identity, *layout, factory)) {
+  if (auto refused = refuses_snapshot_of(head->identity, head->layout, factory)) {
     store.set_aside(id_, *refused);
     return false;
   }
-  r.service_at = saved.size() - in.in.size();
+  Restoring r;
+  r.next_client = head->next_client;
+  r.timer_ms = head->timer_ms;
+  r.members = std::move(head->members);
+  r.service_at = saved.size() - head->service.size();
   r.saved = std::move(saved);
   // Whoever joins while it is restored gets an id past the snapshot's (ids are never reused).
   if (r.next_client == 0 || r.next_client > next_client_) next_client_ = r.next_client;
@@ -783,7 +807,7 @@ std::optional<std::string> Room::refuses_snapshot_of(std::string_view identity, 
   using Mode = ServerOptions::OnModuleChange;
   const Mode mode = worker_.shared.options.on_module_change;
   const bool same_layout = !layout.empty() && layout == factory.snapshot_layout();
-  if (mode == Mode::keep || (mode == Mode::layout && same_layout)) {
+  if (restores_snapshot_of(identity, layout, factory, mode)) {
     spdlog::info("room '{}': its snapshot was made by another build of the service{}; restoring it (--on-module-change "
                  "{})",
                  id_, same_layout ? " with the same data layout" : "", mode == Mode::keep ? "keep" : "layout");

@@ -16,6 +16,7 @@
 #include "client.hpp"
 #include "stateroom/hosted_service.hpp"
 #include "stateroom/memory_budget.hpp"
+#include "stateroom/server.hpp"
 #include "stateroom/state_store.hpp"
 
 namespace stateroom::server {
@@ -132,6 +133,21 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   std::size_t take_step(Step why, std::size_t budget, bool& done);
   /// The step the worker's snapshot work holds for it, if any.
   std::optional<Step> queued_step;
+
+  /// A room snapshot's own part (see snapshot()), read from its front; `service` is the rest.
+  struct SnapshotHead {
+    std::string identity, layout;
+    std::uint32_t next_client = 0;
+    std::int64_t timer_ms = -1;
+    std::vector<ClientId> members;
+    std::span<const std::byte> service;
+  };
+  /// Nothing, with `why`, when `saved` does not begin with a room snapshot this server reads (or
+  /// is cut short before its service's part).
+  static std::optional<SnapshotHead> read_room_snapshot_head(std::span<const std::byte> saved, std::string& why);
+  /// Whether `factory` restores a snapshot made under `identity` and `layout` under `mode`.
+  static bool restores_snapshot_of(std::string_view identity, std::string_view layout, const ServiceFactory& factory,
+                                   ServerOptions::OnModuleChange mode);
 
   // Context
   void send(MessageRecipient to, const MessagePayload& payload) override;

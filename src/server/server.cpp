@@ -12,6 +12,8 @@
 #include <cstdlib>
 #include <functional>
 #include <mutex>
+#include <stop_token>
+#include <thread>
 
 #include "../common/machine_memory.hpp"
 #include "../common/thread_latency.hpp"
@@ -408,6 +410,37 @@ void refuse_connection(tcp::socket& socket) {
   socket.close(ec);
 }
 
+/// Names, in one warning, the rooms kept in `store` that this run's limits leave out: those whose
+/// snapshot `factory` would restore but says cannot fit (ServiceFactory::snapshot_misfit), after
+/// a restart with a lower --memory-limit, say. Their files stay; each room is refused with 1013
+/// when asked for, until the limits take it. Runs at start on a thread of its own.
+void report_misfits(StateStore& store, const ServiceFactory& factory, ServerOptions::OnModuleChange mode,
+                    const std::string& where, std::stop_token stop) {
+  // The room's own part (its members included) and the service's first bytes.
+  constexpr std::size_t head_bytes = 64 * 1024;
+  std::size_t surveyed = 0, misfits = 0;
+  std::string named;
+  store.survey(head_bytes, [&](std::string_view room_id, std::span<const std::byte> head) {
+    if (stop.stop_requested()) return false;
+    ++surveyed;
+    std::string why;
+    const auto room = server::Room::read_room_snapshot_head(head, why);
+    if (!room || !server::Room::restores_snapshot_of(room->identity, room->layout, factory, mode)) return true;
+    const auto misfit =
+        factory.snapshot_misfit(room->service.first(std::min(room->service.size(), ServiceFactory::snapshot_head_bytes)));
+    if (!misfit) return true;
+    if (++misfits <= 10) named += fmt::format("{}'{}' ({})", named.empty() ? "" : ", ", room_id, *misfit);
+    return true;
+  });
+  if (misfits == 0) {
+    spdlog::debug("state directory: the {} room(s) asleep in {} fit this run's limits", surveyed, where);
+    return;
+  }
+  spdlog::warn("state directory: {} of the {} room(s) asleep in {} no longer fit this run's limits; their snapshots "
+               "are kept, and each is refused with 1013 until the limits take it: {}{}",
+               misfits, surveyed, where, named, misfits > 10 ? fmt::format(", and {} more", misfits - 10) : "");
+}
+
 }  // namespace
 
 bool is_log_level(std::string_view name) noexcept {
@@ -459,6 +492,10 @@ struct Server::Impl {
   void accept_next();
   void drain(Worker& worker, std::chrono::steady_clock::time_point deadline,
              std::shared_ptr<asio::steady_timer> timer);
+
+  /// The look at start over the rooms kept in the store (report_misfits); last, so that it is
+  /// stopped and joined before anything it uses goes.
+  std::jthread survey;
 };
 
 Server::Server(std::shared_ptr<ServiceFactory> factory, ServerOptions options)
@@ -573,6 +610,12 @@ Status Server::start() {
     impl.started = true;
   }
   spdlog::info("listening on {}:{} with {} worker thread(s)", options.host, impl.port, threads);
+  if (impl.shared.store) {
+    impl.survey = std::jthread([store = impl.shared.store, factory = impl.shared.factory.load()->factory,
+                                mode = options.on_module_change,
+                                where = options.state_dir.empty() ? std::string("the store") : options.state_dir](
+                                   std::stop_token stop) { report_misfits(*store, *factory, mode, where, stop); });
+  }
   return {};
 }
 

@@ -279,23 +279,75 @@ std::optional<std::string> room_of_name(std::string_view name) {
   return id;
 }
 
-/// The room id in the header of the file at `path`; nothing when it cannot be read.
-std::optional<std::string> room_of_file(const fs::path& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
-  if (fd < 0) return std::nullopt;
-  std::string head(4096, '\0');
-  ssize_t got = 0;
-  do got = ::pread(fd, head.data(), head.size(), 0);
-  while (got < 0 && errno == EINTR);
-  ::close(fd);
-  if (got <= 0) return std::nullopt;
-  head.resize(static_cast<std::size_t>(got));
-  if (!std::string_view(head).starts_with(magic)) return std::nullopt;
-  Reader in{std::string_view(head).substr(magic.size())};
-  in.get(4);  // the format
+/// What a file's header says, unchecked (its checksum is not verified).
+struct FileHead {
+  std::string room_id;
+  std::uint64_t size = 0;         ///< of the snapshot, uncompressed
+  std::size_t compressed_at = 0;  ///< where the compressed snapshot begins
+};
+
+/// The header at the front of `bytes`; nothing when they do not begin with a whole one.
+std::optional<FileHead> read_file_head(std::string_view bytes) {
+  if (!bytes.starts_with(magic)) return std::nullopt;
+  Reader in{bytes.substr(magic.size())};
+  const auto version = in.get(4);
   const auto id_size = in.get(4);
   if (!in.ok || in.in.size() < id_size) return std::nullopt;
-  return std::string(in.in.data(), id_size);
+  FileHead head{.room_id = std::string(in.in.data(), id_size)};
+  in.in = in.in.subspan(id_size);
+  head.size = in.get(8);
+  in.get(version == 1 ? 8 : 4);  // format 1: the compressed size; 2: the header's checksum
+  if (!in.ok) return std::nullopt;
+  head.compressed_at = bytes.size() - in.in.size();
+  return head;
+}
+
+/// The header of the file at `path` and the first `head_bytes` of its snapshot (uncompressed, as
+/// many as there are); nothing when it cannot be read. Only a regular file is read, at most 1 MiB
+/// of it.
+std::optional<std::pair<FileHead, std::vector<std::byte>>> file_head(const fs::path& path, std::size_t head_bytes) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+  if (fd < 0) return std::nullopt;
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st{};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
+  std::string bytes;
+  auto read_more = [&](std::size_t n) {
+    const std::size_t have = bytes.size();
+    bytes.resize(have + n);
+    ssize_t got = 0;
+    do got = ::pread(fd, bytes.data() + have, n, static_cast<off_t>(have));
+    while (got < 0 && errno == EINTR);
+    bytes.resize(have + static_cast<std::size_t>(std::max<ssize_t>(got, 0)));
+    return got > 0;
+  };
+  read_more(4096);
+  auto head = read_file_head(bytes);
+  if (!head) return std::nullopt;
+  std::vector<std::byte> out(static_cast<std::size_t>(std::min<std::uint64_t>(head_bytes, head->size)));
+  if (out.empty()) return std::pair{std::move(*head), std::move(out)};
+  std::unique_ptr<ZSTD_DStream, decltype(&ZSTD_freeDStream)> stream(ZSTD_createDStream(), &ZSTD_freeDStream);
+  if (!stream) return std::nullopt;
+  ZSTD_outBuffer output{out.data(), out.size(), 0};
+  std::size_t at = head->compressed_at;
+  while (output.pos < output.size) {
+    if (at == bytes.size() && (bytes.size() >= (1u << 20) || !read_more(64 * 1024))) return std::nullopt;
+    ZSTD_inBuffer input{bytes.data() + at, bytes.size() - at, 0};
+    const std::size_t left = ZSTD_decompressStream(stream.get(), &output, &input);
+    at += input.pos;
+    if (ZSTD_isError(left) || (left == 0 && output.pos < output.size)) return std::nullopt;
+  }
+  return std::pair{std::move(*head), std::move(out)};
+}
+
+/// The room id in the header of the file at `path`; nothing when it cannot be read.
+std::optional<std::string> room_of_file(const fs::path& path) {
+  auto head = file_head(path, 0);
+  if (!head) return std::nullopt;
+  return std::move(head->first.room_id);
 }
 
 /// One file per room in a directory; a thread writes them.
@@ -412,6 +464,19 @@ class DirectoryStore final : public StateStore {
     const std::uint64_t done = written_.load(std::memory_order_relaxed);
     const std::uint64_t queued = queued_.load(std::memory_order_relaxed);
     return static_cast<std::size_t>(queued - std::min(queued, done));
+  }
+
+  void survey(std::size_t head_bytes, const SurveyVisit& visit) override {
+    std::vector<std::string> names;
+    {
+      std::lock_guard lock(mutex_);
+      for (const auto& [name, file] : files_)
+        if (file.on_disk && !file.awake && !file.pending) names.push_back(name);
+    }
+    for (const std::string& name : names) {
+      auto found = file_head(dir_ / name, head_bytes);
+      if (found && !visit(found->first.room_id, found->second)) return;
+    }
   }
 
   void flush() override {

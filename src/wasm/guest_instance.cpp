@@ -129,6 +129,15 @@ bool all_zero(const std::uint8_t* page) { return std::memcmp(page, zero_page.dat
 
 }  // namespace
 
+std::optional<std::uint64_t> snapshot_memory_size(std::span<const std::byte> head) {
+  Reader in{head};
+  if (in.get(4) != snapshot_magic) return std::nullopt;
+  const auto version = in.get(4);
+  const std::uint64_t size = in.get(8);
+  if (!in.ok || version < 1 || version > snapshot_version) return std::nullopt;
+  return size;
+}
+
 std::optional<wasmtime_extern_t> GuestInstance::reserved_export(std::string_view kind, std::uint32_t k,
                                                                 wasmtime_extern_kind_t type) {
   const std::string name = fmt::format("stateroom:{}:{}", kind, k);

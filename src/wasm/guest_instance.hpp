@@ -19,6 +19,10 @@
 
 namespace stateroom::wasm::detail {
 
+/// The linear memory a guest snapshot (GuestInstance::snapshot) restores into, read from its first
+/// 16 bytes; nothing when `head` does not begin one.
+std::optional<std::uint64_t> snapshot_memory_size(std::span<const std::byte> head);
+
 /// A room's instance: its store (with the memory limit, WASI writing to the log, the epoch
 /// deadlines), its start-up and version check, its memory, and the call scheduler that runs its
 /// events. What differs between the module interfaces lives in their adapters, behind the seam in

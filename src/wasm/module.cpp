@@ -546,6 +546,20 @@ std::string Module::snapshot_layout() const {
 
 const std::string& Module::persistence_problem() const noexcept { return impl_->not_persistent; }
 
+std::optional<std::string> Module::snapshot_misfit(std::span<const std::byte> head) const {
+  const auto size = detail::snapshot_memory_size(head);
+  if (!size) return std::nullopt;
+  const Limits& limits = impl_->runtime().limits;
+  if (*size > limits.memory_bytes)
+    return fmt::format("its memory of {} is more than the {} a room may have (--memory-limit)",
+                       ::stateroom::detail::format_bytes(*size), ::stateroom::detail::format_bytes(limits.memory_bytes));
+  if (*size > limits.total_memory_bytes)
+    return fmt::format("its memory of {} is more than the {} all rooms may have together (--total-memory-limit)",
+                       ::stateroom::detail::format_bytes(*size),
+                       ::stateroom::detail::format_bytes(limits.total_memory_bytes));
+  return std::nullopt;
+}
+
 std::unique_ptr<Service> Module::create(std::string_view room_id, Context& ctx) {
   // The interface is chosen here, once per room.
   if (impl_->abi == Abi::v2) return start<GuestV2>(impl_, std::string(room_id), ctx);

@@ -376,16 +376,28 @@ TEST_F(PersistenceTest, ARoomRefusedForWantOfMemoryComesBackWholeOnceThereIsRoom
   EXPECT_EQ(hidden_state(*c), std::string("\x03\x03", 2)) << "its global and its grown memory came back";
 }
 
-// A restart with a lower --memory-limit than a room's snapshot needs: the room is refused with
-// 1013 and the log says it no longer fits; its file is kept, and a restart with the limit it needs
-// brings it back.
+// A restart with a lower --memory-limit than a room's snapshot needs: the log names the room at
+// start, and the room is refused with 1013 when asked for; its file is kept, and a restart with
+// the limit it needs brings it back. The same for --total-memory-limit.
 TEST_F(PersistenceTest, ARestartWithALowerMemoryLimitKeepsTheRoomsThatNoLongerFit) {
   snapshot_grown_hostile(options(), "r");
+  snapshot_hostile(options(), "small");
   const std::string saved = contents_of(dir_ / "r-r.snapshot");
   ASSERT_FALSE(saved.empty());
   {
     LogCapture log;
+    TestServer server(load(hostile_path, {.memory_bytes = 2 * mib, .total_memory_bytes = 1 * mib}), options());
+    EXPECT_TRUE(log.wait_for("state directory: 1 of the 2 room(s) asleep in " + dir_.string() +
+                             " no longer fit this run's limits; their snapshots are kept, and each is refused with "
+                             "1013 until the limits take it: 'r' (its memory of 1280 KiB is more than the 1 MiB "
+                             "all rooms may have together (--total-memory-limit))"));
+  }
+  {
+    LogCapture log;
     TestServer server(load(hostile_path, {.memory_bytes = 1 * mib}), options());
+    EXPECT_TRUE(log.wait_for("no longer fit this run's limits; their snapshots are kept, and each is refused with "
+                             "1013 until the limits take it: 'r' (its memory of 1280 KiB is more than the 1 MiB a "
+                             "room may have (--memory-limit))"));
     auto c = connect(server, "/ws/r");
     ASSERT_TRUE(c);
     EXPECT_EQ(c->read_until_closed(5s), 1013);

@@ -17,6 +17,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <random>
 #include <set>
@@ -369,6 +370,34 @@ TEST_F(StateStoreTest, FilesOfTheFormerFormatAreStillRead) {
   std::ofstream(file_of(room), std::ios::binary | std::ios::trunc) << file;
   EXPECT_FALSE(found(make_directory_store(dir_)->load(room)));
   EXPECT_TRUE(logged("its checksum does not match"));
+}
+
+// A survey hands over each room asleep with its snapshot's first bytes (uncompressed), large and
+// small, and leaves out the rooms alive and the files it cannot read.
+TEST_F(StateStoreTest, ASurveyShowsTheHeadOfEachRoomAsleep) {
+  std::vector<std::byte> big = noise(3 << 20);  // several zstd blocks, none of them small
+  {
+    auto store = make_directory_store(dir_);
+    store->save("big", big);
+    store->save("small", bytes_of("tiny"));
+    store->save("awake", bytes_of("in use"));
+    store->save("damaged", bytes_of("soon damaged"));
+    store->flush();
+  }
+  fs::resize_file(file_of("damaged"), 30);  // cut inside its header
+  auto store = make_directory_store(dir_);
+  ASSERT_TRUE(found(store->load("awake")));
+  std::map<std::string, std::vector<std::byte>> seen;
+  store->survey(64, [&](std::string_view room, std::span<const std::byte> head) {
+    seen[std::string(room)].assign(head.begin(), head.end());
+    return true;
+  });
+  ASSERT_EQ(seen.size(), 2u) << "rooms asleep and readable only";
+  EXPECT_EQ(seen["big"], std::vector<std::byte>(big.begin(), big.begin() + 64));
+  EXPECT_EQ(seen["small"], bytes_of("tiny"));
+  std::size_t visits = 0;
+  store->survey(64, [&](std::string_view, std::span<const std::byte>) { return ++visits < 1; });
+  EXPECT_EQ(visits, 1u) << "a visit that returns false ends the survey";
 }
 
 // A crash in the middle of a write leaves a temporary file beside the last whole snapshot: a

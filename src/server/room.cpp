@@ -245,9 +245,10 @@ void Room::remove_member(ClientId client) {
   if (emptied_ && !worker_.shutting_down) start_grace();
 }
 
-bool Room::make_way() {
+bool Room::make_way(Worker& for_worker) {
   if (!empty() || making_way_) return false;
   making_way_ = true;
+  way_for_ = &for_worker;
   spdlog::info("room '{}' makes way for a new room (--max-rooms {} are alive): empty for {} ms, it {}", id_,
                worker_.shared.admission.limits().rooms,
                std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - empty_since_)
@@ -999,6 +1000,8 @@ void Room::end(EndReason why, std::string_view detail) {
   if (std::exchange(counted_, false)) {
     worker_.shared.admission.room_ended(creator_ ? &*creator_ : nullptr);
     worker_.place_freed();
+    if (way_for_ && way_for_ != &worker_ && !worker_.shutting_down)  // for a connect another worker holds
+      boost::asio::post(way_for_->ioc, [w = way_for_] { w->place_freed(); });
   }
   state_ = State::ended;
 }

@@ -114,8 +114,9 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   std::chrono::steady_clock::time_point empty_since() const noexcept { return empty_since_; }
   /// Ends an empty room before its grace is over, so that a new room takes its place in the room
   /// budget: hibernated when a store keeps rooms (after the running handler, if any), else ended
-  /// now (said in the log). False when it is not empty or makes way already.
-  bool make_way();
+  /// now (said in the log); `for_worker`, whose connect waits for the place, is told once it is
+  /// free (Worker::place_freed). False when it is not empty or makes way already.
+  bool make_way(Worker& for_worker);
   bool making_way_now() const noexcept { return making_way_; }
   /// Server shutdown: every client gets its `disconnect` (unless the service is paused) and a 1001
   /// close; the room is snapshotted (with a store, when its service is idle) and its service
@@ -266,6 +267,7 @@ class Room final : public Context, public std::enable_shared_from_this<Room> {
   bool emptied_ = false;  ///< the last member just left: on_empty runs once idle
   std::chrono::steady_clock::time_point empty_since_ = std::chrono::steady_clock::now();  ///< its last member left
   bool making_way_ = false;  ///< make_way has run: it ends as soon as it can
+  Worker* way_for_ = nullptr;  ///< the worker whose connect it makes way for (told when it ends)
   std::optional<PeerAddress> creator_;  ///< the address of the client it was created for
   bool counted_ = false;     ///< holds a place in the room budget
   bool grace_over_ = false;  ///< empty past its grace period while busy: ends after the running handler

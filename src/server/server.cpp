@@ -66,34 +66,31 @@ std::optional<Refusal> Worker::admit_room(const std::string& room_id, const Peer
 
 void Worker::report_rooms_full(const std::string& room_id) {
   shared.admission.log.report(Refusal::rooms,
-                              fmt::format("refused to create room '{}': {} rooms are alive (--max-rooms {}), none "
-                                          "of this worker's empty",
+                              fmt::format("refused to create room '{}': {} rooms are alive (--max-rooms {}), every "
+                                          "one with a client",
                                           room_id, shared.admission.rooms(), shared.admission.limits().rooms));
 }
 
+namespace {
+/// A room empty for a moment is worth less than one somebody is in: the one empty for longest
+/// makes way first.
+std::shared_ptr<Room> oldest_empty_room(const Worker& w) {
+  std::shared_ptr<Room> oldest;
+  for (const auto& [id, room] : w.rooms)
+    if (room->empty() && !room->making_way_now() && (!oldest || room->empty_since() < oldest->empty_since()))
+      oldest = room;
+  return oldest;
+}
+}  // namespace
+
 bool Worker::make_way_for(const std::string& room_id, const PeerAddress* creator, RoomReady& ready) {
-  // A room empty for a moment is worth less than one somebody is in: the one empty for longest
-  // goes first.
-  auto oldest_empty = [](Worker& w) {
-    std::shared_ptr<Room> oldest;
-    for (auto& [id, room] : w.rooms)
-      if (room->empty() && !room->making_way_now() && (!oldest || room->empty_since() < oldest->empty_since()))
-        oldest = room;
-    return oldest;
-  };
-  auto victim = oldest_empty(*this);
-  if (!victim) {
-    for (auto& other : shared.workers) {
-      if (other.get() == this) continue;
-      boost::asio::post(other->ioc, [&w = *other, oldest_empty] {
-        if (w.shutting_down) return;
-        if (auto room = oldest_empty(w)) room->make_way();
-      });
-    }
-    return false;
-  }
+  auto victim = oldest_empty_room(*this);
+  if (!victim && shared.workers.size() == 1) return false;
+  // Without an empty room here, the other workers are asked in turn; the connect is refused when
+  // none has one (no_way).
+  const std::uint64_t ask = victim ? 0 : ++asks_;
   awaiting_place.push_back({room_id, creator ? std::optional<PeerAddress>(*creator) : std::nullopt, std::move(ready),
-                            std::chrono::steady_clock::now() + make_way_timeout});
+                            std::chrono::steady_clock::now() + make_way_timeout, ask});
   if (!place_timer) place_timer.emplace(ioc);
   if (awaiting_place.size() == 1) {
     place_timer->expires_after(make_way_timeout);
@@ -101,8 +98,36 @@ bool Worker::make_way_for(const std::string& room_id, const PeerAddress* creator
       if (!ec && !shutting_down) retry_awaiting_place();
     });
   }
-  victim->make_way();  // may end it now, and post the retry
+  if (victim) {
+    victim->make_way(*this);  // may end it now, and post the retry
+  } else {
+    Worker& next = *shared.workers[(index + 1) % shared.workers.size()];
+    boost::asio::post(next.ioc, [&next, &requester = *this, ask] { next.give_way(requester, ask, 1); });
+  }
   return true;
+}
+
+void Worker::give_way(Worker& requester, std::uint64_t ask, std::size_t asked) {
+  if (shutting_down) return;
+  if (auto room = oldest_empty_room(*this)) {
+    room->make_way(requester);  // its end tells the requester (place_freed)
+    return;
+  }
+  if (asked + 1 < shared.workers.size()) {
+    Worker& next = *shared.workers[(index + 1) % shared.workers.size()];
+    boost::asio::post(next.ioc, [&next, &requester, ask, asked] { next.give_way(requester, ask, asked + 1); });
+    return;
+  }
+  boost::asio::post(requester.ioc, [&requester, ask] { requester.no_way(ask); });
+}
+
+void Worker::no_way(std::uint64_t ask) {
+  const auto it = std::find_if(awaiting_place.begin(), awaiting_place.end(), [&](auto& w) { return w.ask == ask; });
+  if (it == awaiting_place.end()) return;  // tried again meanwhile: a later ask answers
+  AwaitingPlace refused = std::move(*it);
+  awaiting_place.erase(it);
+  report_rooms_full(refused.room_id);
+  refused.ready(nullptr, Refusal::rooms);
 }
 
 void Worker::place_freed() {

@@ -147,6 +147,7 @@ struct Worker {
     std::optional<PeerAddress> creator;
     RoomReady ready;
     std::chrono::steady_clock::time_point deadline;
+    std::uint64_t ask = 0;  ///< the question to the other workers it waits on (0: a room here makes way)
   };
   std::deque<AwaitingPlace> awaiting_place;
   /// How long a connect waits for an empty room to make way before it is refused with 1013.
@@ -160,9 +161,17 @@ struct Worker {
   std::optional<Refusal> admit_room(const std::string& room_id, const PeerAddress* creator, bool quiet_if_full = false);
   void report_rooms_full(const std::string& room_id);
   /// --max-rooms is reached: the oldest empty room of this worker makes way for `room_id`, whose
-  /// connect waits for its place (true); with none here, the other workers' oldest empty rooms
-  /// make way for the next try and this one is refused (false).
+  /// connect waits for its place (true); with none here, the other workers are asked in turn
+  /// (give_way) and the connect waits for the answer. False (refuse it now): the only worker has
+  /// no empty room.
   bool make_way_for(const std::string& room_id, const PeerAddress* creator, RoomReady& ready);
+  /// On this worker, for a connect waiting on `requester` (its question `ask`, the `asked`-th
+  /// worker asked): its oldest empty room makes way, or the next worker is asked, or, every worker
+  /// asked, the requester hears there is no way (no_way).
+  void give_way(Worker& requester, std::uint64_t ask, std::size_t asked);
+  /// No worker has an empty room for the connect waiting on question `ask`: it is refused (1013).
+  void no_way(std::uint64_t ask);
+  std::uint64_t asks_ = 0;
   /// Tries the connects in awaiting_place again; refuses those past their deadline.
   void retry_awaiting_place();
   bool place_retry_posted_ = false;

@@ -263,6 +263,44 @@ TEST(Budgets, AtMaxRoomsTheRoomsEmptyForLongestMakeWay) {
   EXPECT_TRUE(kept->read_until_closed(100ms) == std::nullopt) << "a room with a client was ended";
 }
 
+// The same across workers: a new room whose worker has no empty room waits while another
+// worker's empty room makes way for it, and is refused only when no worker has one.
+TEST(Budgets, AtMaxRoomsAnotherWorkersEmptyRoomMakesWay) {
+  LogCapture capture;
+  auto log = std::make_shared<EventLog>();
+  ServerOptions options;
+  options.max_rooms = 2;
+  options.threads = 2;
+  options.room_grace = RoomGrace::after(300s);
+  TestServer server(probe_factory(log), options);
+  // Room ids by the worker they live on (the server's rule: their hash modulo the workers).
+  auto on_worker = [](std::size_t worker, const std::string& prefix, int skip = 0) {
+    for (int i = 0;; ++i) {
+      const std::string id = prefix + std::to_string(i);
+      if (std::hash<std::string_view>{}(id) % 2 == worker && skip-- == 0) return id;
+    }
+  };
+  const std::string empty = on_worker(0, "empty"), kept = on_worker(1, "kept"), fresh = on_worker(1, "new"),
+                    refused = on_worker(1, "new", 1);
+  auto e = WsClient::connect(server.port(), "/ws/" + empty);
+  ASSERT_TRUE(e && e->read_until("you are 1"));
+  e->close();
+  ASSERT_TRUE(log->wait_for("disconnect " + empty + " 1"));
+  auto k = WsClient::connect(server.port(), "/ws/" + kept);
+  ASSERT_TRUE(k && k->read_until("you are 1"));
+  auto n = WsClient::connect(server.port(), "/ws/" + fresh);
+  ASSERT_TRUE(n);
+  EXPECT_TRUE(n->read_until("you are 1")) << "refused although another worker's room was empty";
+  EXPECT_TRUE(log->wait_for("destroy " + empty));
+  // Every room has a client now: refused, after every worker was asked.
+  auto r = WsClient::connect(server.port(), "/ws/" + refused);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->read_until_closed(), 1013);
+  EXPECT_TRUE(capture.wait_for("refused to create room '" + refused + "': 2 rooms are alive (--max-rooms 2), every one "
+                               "with a client"));
+  EXPECT_EQ(log->count("init " + refused), 0u);
+}
+
 // --max-connections: a connection past it is answered 503 and closed; one that closes gives its
 // place back.
 TEST(Budgets, ConnectionsBeyondMaxConnectionsAreAnswered503) {

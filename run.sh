@@ -14,7 +14,7 @@ cd "$(dirname "$0")"
 APT_PACKAGES=(
   cmake ninja-build g++ pkg-config python3 python3-pip
   libboost1.81-dev libspdlog-dev libcli11-dev libtomlplusplus-dev libgtest-dev libgmock-dev libbenchmark-dev
-  zlib1g-dev libssl-dev libzstd-dev
+  zlib1g-dev libssl-dev libzstd-dev libxxhash-dev
   # building services to WebAssembly (wasm32-wasi): clang, wasm-ld, wasi-libc, libc++
   clang lld wasi-libc libc++-14-dev-wasm32 libc++abi-14-dev-wasm32 libclang-rt-14-dev-wasm32
   # the interoperability test builds a guest with the Rust stateroom-wasm crate (std rebuilt for wasm32)

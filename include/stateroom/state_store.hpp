@@ -102,7 +102,8 @@ struct DirectoryStoreOptions {
 
 /// The store of `--state-dir`: one file per room in `dir` (created if missing), written atomically
 /// (a temporary file, fsync, rename, fsync of the directory) by a thread of its own, compressed
-/// with zstd, with a format version, the room id and a checksum. Only regular files are read (a
+/// with zstd in chunks cut by content (those the room's last file holds are copied from it, not
+/// compressed again), with a format version, the room id and checksums. Only regular files are read (a
 /// symbolic link, a FIFO or a device in a file's place is refused), their sizes checked against
 /// the options before anything is allocated. A file that is corrupt, truncated or another room's
 /// is refused with one warning and set aside (`.unreadable`). A directory that cannot be written

@@ -13,9 +13,12 @@
 #include <unistd.h>
 #include <zlib.h>
 #include <zstd.h>
+#define XXH_INLINE_ALL
+#include <xxhash.h>
 #include <zstd_errors.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <charconv>
@@ -32,6 +35,7 @@
 #include <string>
 #include <thread>
 #include <tuple>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -41,16 +45,27 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// A file: "STATEROOM-SNAPSHOT\n" | u32 format (2) | u32 room id length | room id | u64 snapshot
-// size | u32 CRC-32 of everything before it | the snapshot as one zstd frame with its size and
-// its content checksum (XXH64, which zstd checks as it decompresses). Little-endian. Format 1,
-// still read: ... | u64 snapshot size | u64 stored size | the zstd frame | u32 CRC-32 of
-// everything before it (a checksum of the whole file cost more than compressing it).
+// A file: "STATEROOM-SNAPSHOT\n" | u32 format (3) | u32 room id length | room id | u64 snapshot
+// size | u32 chunks | each chunk's u32 size, u32 stored size and u64 XXH3-64 of its bytes | u32
+// CRC-32 of everything before it | each chunk as a zstd frame with its size and content checksum
+// (XXH64, which zstd checks as it decompresses), one after the other. Little-endian. The chunks are
+// cut by content (content_chunks), so that a snapshot that changed in a few places shares most of
+// its chunks with the room's last file, even where bytes were inserted before them: those are
+// copied from that file as they are stored, not compressed again. Still read: format 2, ... | u64
+// snapshot size | u32 CRC-32 of everything before it | the snapshot as one zstd frame; and format
+// 1, ... | u64 snapshot size | u64 stored size | the zstd frame | u32 CRC-32 of everything before
+// it (a checksum of the whole file cost more than compressing it).
 constexpr std::string_view magic = "STATEROOM-SNAPSHOT\n";
-constexpr std::uint32_t format = 2;
+constexpr std::uint32_t format = 3;
 /// Fast: a snapshot of incompressible memory goes through at gigabytes a second, and zeros and
 /// repeats still shrink.
 constexpr int zstd_level = 1;
+/// A chunk's size: at least min_chunk (but the last), at most max_chunk, about min_chunk plus 256
+/// KiB on average.
+constexpr std::size_t min_chunk = 64 * 1024;
+constexpr std::size_t max_chunk = 1024 * 1024;
+/// Bytes of a chunk's entry in the table.
+constexpr std::size_t chunk_entry = 16;
 
 constexpr auto put = ::stateroom::detail::put_le<std::string>;
 using Reader = ::stateroom::detail::LittleEndianReader<char>;
@@ -65,17 +80,6 @@ std::uint32_t checksum(std::string_view bytes) {
   return static_cast<std::uint32_t>(crc);
 }
 
-/// The header of a file for `room_id` holding a snapshot of `size` bytes, its checksum included.
-std::string file_header(std::string_view room_id, std::uint64_t size) {
-  std::string out(magic);
-  put(out, format, 4);
-  put(out, room_id.size(), 4);
-  out += room_id;
-  put(out, size, 8);
-  put(out, checksum(out), 4);
-  return out;
-}
-
 /// Writes all of `bytes` to `fd`; errno's text when it cannot.
 std::optional<std::string> write_all(int fd, std::string_view bytes) {
   while (!bytes.empty()) {
@@ -87,37 +91,219 @@ std::optional<std::string> write_all(int fd, std::string_view bytes) {
   return std::nullopt;
 }
 
-/// Compresses snapshots into files a piece at a time: no copy of a whole snapshot is made.
+/// A "gear" hash's table (FastCDC): a fixed random number for each byte value.
+constexpr std::array<std::uint64_t, 256> gear = [] {
+  std::array<std::uint64_t, 256> table{};
+  std::uint64_t x = 0x5354415445524f4fULL;  // splitmix64
+  for (auto& v : table) {
+    x += 0x9e3779b97f4a7c15ULL;
+    std::uint64_t z = x;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    v = z ^ (z >> 31);
+  }
+  return table;
+}();
+
+/// Where `bytes` is cut into chunks, by content: after min_chunk bytes of a chunk, a cut follows
+/// the first byte where the gear hash of the 64 bytes up to it has its top 18 bits clear (or at
+/// max_chunk). The ends of the chunks, the last one bytes.size().
+std::vector<std::size_t> content_chunks(std::span<const std::byte> bytes) {
+  constexpr std::uint64_t mask = ~std::uint64_t{0} << (64 - 18);
+  std::vector<std::size_t> ends;
+  ends.reserve(bytes.size() / (min_chunk + (std::size_t{1} << 18)) + 1);
+  const auto* data = reinterpret_cast<const std::uint8_t*>(bytes.data());
+  std::size_t at = 0;
+  while (at < bytes.size()) {
+    const std::size_t left = bytes.size() - at;
+    std::size_t cut = std::min(left, max_chunk);
+    if (left > min_chunk) {
+      std::uint64_t hash = 0;
+      for (std::size_t i = min_chunk - 64; i < cut; ++i) {
+        hash = (hash << 1) + gear[data[at + i]];
+        if (i >= min_chunk && !(hash & mask)) {
+          cut = i + 1;
+          break;
+        }
+      }
+    }
+    at += cut;
+    ends.push_back(at);
+  }
+  return ends;
+}
+
+/// One chunk of a file: its size, what it takes in the file, and the hash of its bytes.
+struct Chunk {
+  std::uint32_t size = 0;
+  std::uint32_t stored = 0;
+  std::uint64_t hash = 0;
+};
+
+/// A file's chunks with where each is stored; nothing when `bytes` (its first bytes) do not hold a
+/// whole, intact header of format 3.
+struct ChunkTable {
+  std::vector<Chunk> chunks;
+  std::vector<std::uint64_t> offsets;  ///< in the file
+};
+
+/// Writes `bytes` to `fd` at `offset`; errno's text when it cannot.
+std::optional<std::string> pwrite_all(int fd, std::string_view bytes, off_t offset) {
+  while (!bytes.empty()) {
+    const ssize_t n = ::pwrite(fd, bytes.data(), bytes.size(), offset);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return std::string(n < 0 ? std::strerror(errno) : "nothing written");
+    bytes.remove_prefix(static_cast<std::size_t>(n));
+    offset += n;
+  }
+  return std::nullopt;
+}
+
+/// Compresses snapshots into files a chunk at a time, and copies the chunks a room's last file
+/// holds already: no copy of a whole snapshot is made.
 class FileEncoder {
  public:
   FileEncoder() : context_(ZSTD_createCCtx(), &ZSTD_freeCCtx), piece_(ZSTD_CStreamOutSize(), '\0') {
     if (!context_) throw std::bad_alloc();
   }
-  /// Writes the file of `room_id` holding `snapshot` to `fd`; what went wrong, when it did.
-  std::optional<std::string> write(int fd, std::string_view room_id, std::span<const std::byte> snapshot) {
-    if (auto error = write_all(fd, file_header(room_id, snapshot.size()))) return error;
+  /// Writes the file of `room_id` holding `snapshot` to `fd` (empty, at its start); `previous`,
+  /// the room's last file (-1: none), lends the chunks it has. What went wrong, when it did.
+  std::optional<std::string> write(int fd, std::string_view room_id, std::span<const std::byte> snapshot,
+                                   int previous) {
+    const std::vector<std::size_t> ends = content_chunks(snapshot);
+    std::vector<Chunk> chunks(ends.size());
+    std::unordered_map<std::uint64_t, std::size_t> old;  // hash -> index in the previous file's table
+    ChunkTable lent;
+    if (previous >= 0) {
+      if (auto table = read_table(previous)) lent = std::move(*table);
+      for (std::size_t i = 0; i < lent.chunks.size(); ++i) old.emplace(lent.chunks[i].hash, i);
+    }
+    // The header with its table, the stored sizes filled in once the chunks are written.
+    std::string header(magic);
+    put(header, format, 4);
+    put(header, room_id.size(), 4);
+    header += room_id;
+    put(header, snapshot.size(), 8);
+    put(header, chunks.size(), 4);
+    const std::size_t table_at = header.size();
+    header.resize(header.size() + chunks.size() * chunk_entry + 4);
+    if (auto error = write_all(fd, header)) return error;
+    reused_ = 0;
+    std::size_t from = 0;
+    for (std::size_t i = 0; i < chunks.size(); ++i) {
+      const auto bytes = snapshot.subspan(from, ends[i] - from);
+      from = ends[i];
+      Chunk& chunk = chunks[i];
+      chunk.size = static_cast<std::uint32_t>(bytes.size());
+      chunk.hash = XXH3_64bits(bytes.data(), bytes.size());
+      const auto same = old.find(chunk.hash);
+      if (same != old.end() && lent.chunks[same->second].size == chunk.size) {
+        const Chunk& had = lent.chunks[same->second];
+        if (auto error = copy(previous, lent.offsets[same->second], had.stored, fd)) return error;
+        chunk.stored = had.stored;
+        reused_ += chunk.size;
+        continue;
+      }
+      std::uint64_t stored = 0;
+      if (auto error = compress(bytes, fd, stored)) return error;
+      if (stored > UINT32_MAX) return std::string("a chunk compressed to more than 4 GiB");
+      chunk.stored = static_cast<std::uint32_t>(stored);
+    }
+    std::string table;
+    table.reserve(chunks.size() * chunk_entry + 4);
+    for (const Chunk& chunk : chunks) {
+      put(table, chunk.size, 4);
+      put(table, chunk.stored, 4);
+      put(table, chunk.hash, 8);
+    }
+    std::copy(table.begin(), table.end(), header.begin() + static_cast<std::ptrdiff_t>(table_at));
+    header.resize(header.size() - 4);
+    put(table, checksum(header), 4);
+    return pwrite_all(fd, table, static_cast<off_t>(table_at));
+  }
+  /// Bytes of the last snapshot written that were copied from the room's last file.
+  std::uint64_t reused() const noexcept { return reused_; }
+
+  /// The chunk table of the file open as `fd` (format 3, its header intact); nothing otherwise.
+  static std::optional<ChunkTable> read_table(int fd) {
+    std::string head(64 * 1024, '\0');
+    ssize_t got = 0;
+    do got = ::pread(fd, head.data(), head.size(), 0);
+    while (got < 0 && errno == EINTR);
+    if (got <= 0) return std::nullopt;
+    head.resize(static_cast<std::size_t>(got));
+    if (!head.starts_with(magic)) return std::nullopt;
+    Reader in{std::string_view(head).substr(magic.size())};
+    if (in.get(4) != 3) return std::nullopt;
+    const auto id_size = in.get(4);
+    if (!in.ok || in.in.size() < id_size) return std::nullopt;
+    in.in = in.in.subspan(id_size);
+    in.get(8);
+    const auto count = in.get(4);
+    if (!in.ok || count > (std::uint64_t{1} << 24)) return std::nullopt;
+    const std::size_t header_size = head.size() - in.in.size() + count * chunk_entry + 4;
+    if (header_size > head.size()) {
+      head.resize(header_size);
+      do got = ::pread(fd, head.data(), head.size(), 0);
+      while (got < 0 && errno == EINTR);
+      if (got < 0 || static_cast<std::size_t>(got) < header_size) return std::nullopt;
+      in.in = std::span<const char>(head).subspan(header_size - count * chunk_entry - 4);
+    }
+    ChunkTable table;
+    table.chunks.resize(count);
+    std::uint64_t offset = header_size;
+    for (Chunk& chunk : table.chunks) {
+      chunk.size = static_cast<std::uint32_t>(in.get(4));
+      chunk.stored = static_cast<std::uint32_t>(in.get(4));
+      chunk.hash = in.get(8);
+      table.offsets.push_back(offset);
+      offset += chunk.stored;
+    }
+    const auto stored_crc = static_cast<std::uint32_t>(in.get(4));
+    if (!in.ok || checksum(std::string_view(head).substr(0, header_size - 4)) != stored_crc) return std::nullopt;
+    return table;
+  }
+
+ private:
+  /// Writes `bytes` to `fd` as one zstd frame; `stored`, its size.
+  std::optional<std::string> compress(std::span<const std::byte> bytes, int fd, std::uint64_t& stored) {
     ZSTD_CCtx* cctx = context_.get();
     ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters);
     ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, zstd_level);
     ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1);
-    ZSTD_CCtx_setPledgedSrcSize(cctx, snapshot.size());
+    ZSTD_CCtx_setPledgedSrcSize(cctx, bytes.size());
     // ZSTD_c_stableInBuffer (zstd 1.4.5 on; its name needs ZSTD_STATIC_LINKING_ONLY): the snapshot
     // stays where it is until the frame ends, so zstd reads it there instead of copying it into a
     // window of its own (a quarter of the writer's time). A library without it copies.
     ZSTD_CCtx_setParameter(cctx, ZSTD_c_experimentalParam9, 1);
-    ZSTD_inBuffer in{snapshot.data(), snapshot.size(), 0};
+    ZSTD_inBuffer in{bytes.data(), bytes.size(), 0};
     for (;;) {
       ZSTD_outBuffer out{piece_.data(), piece_.size(), 0};
       const std::size_t left = ZSTD_compressStream2(cctx, &out, &in, ZSTD_e_end);
       if (ZSTD_isError(left)) return std::string("zstd: ") + ZSTD_getErrorName(left);
       if (auto error = write_all(fd, {piece_.data(), out.pos})) return error;
+      stored += out.pos;
       if (left == 0) return std::nullopt;
     }
   }
+  /// Copies `size` bytes at `offset` of `from` to the end of `to`.
+  std::optional<std::string> copy(int from, std::uint64_t offset, std::uint64_t size, int to) {
+    while (size > 0) {
+      const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(size, piece_.size()));
+      ssize_t got = 0;
+      do got = ::pread(from, piece_.data(), n, static_cast<off_t>(offset));
+      while (got < 0 && errno == EINTR);
+      if (got <= 0) return fmt::format("reading the room's last file: {}", got < 0 ? std::strerror(errno) : "cut short");
+      if (auto error = write_all(to, {piece_.data(), static_cast<std::size_t>(got)})) return error;
+      offset += static_cast<std::uint64_t>(got);
+      size -= static_cast<std::uint64_t>(got);
+    }
+    return std::nullopt;
+  }
 
- private:
   std::unique_ptr<ZSTD_CCtx, decltype(&ZSTD_freeCCtx)> context_;
   std::string piece_;
+  std::uint64_t reused_ = 0;
 };
 
 /// Why a file's snapshot was not taken: it can never be (set it aside) or not now (keep it).
@@ -137,7 +323,7 @@ std::vector<std::byte> decode_file(std::string_view bytes, std::string_view room
   };
   if (bytes.size() < magic.size() + 4 || !bytes.starts_with(magic)) return damaged("not a snapshot file");
   const auto version = Reader{bytes.substr(magic.size(), 4)}.get(4);
-  if (version != 1 && version != format) return damaged(fmt::format("format {}, not 1 or {}", version, format));
+  if (version < 1 || version > format) return damaged(fmt::format("format {}, not 1 to {}", version, format));
   std::string_view rest = bytes.substr(magic.size() + 4);
   if (version == 1) {  // a checksum of the whole file at its end
     if (rest.size() < 4) return damaged("truncated");
@@ -152,10 +338,24 @@ std::vector<std::byte> decode_file(std::string_view bytes, std::string_view room
   const std::string_view id(in.in.data(), id_size);
   in.in = in.in.subspan(id_size);
   const auto size = in.get(8);
+  std::vector<std::uint64_t> frame_ends;  // format 3: where each chunk ends in the snapshot
+  std::uint64_t chunks_stored = 0;
   if (version == 1) {
     const auto stored = in.get(8);
     if (!in.ok || stored != in.in.size()) return damaged("its sizes do not match");
   } else {
+    if (version == 3) {
+      const auto count = in.get(4);
+      if (!in.ok || in.in.size() / chunk_entry < count) return damaged("truncated");
+      std::uint64_t raw = 0;
+      frame_ends.reserve(static_cast<std::size_t>(count));
+      for (std::uint64_t i = 0; i < count; ++i) {
+        raw += in.get(4);
+        chunks_stored += in.get(4);
+        in.get(8);
+        frame_ends.push_back(raw);
+      }
+    }
     const std::size_t header = bytes.size() - in.in.size();
     const auto stored_crc = static_cast<std::uint32_t>(in.get(4));
     if (!in.ok || checksum(bytes.substr(0, header)) != stored_crc)
@@ -168,6 +368,8 @@ std::vector<std::byte> decode_file(std::string_view bytes, std::string_view room
                true};
     return {};
   }
+  if (version == 3 && ((frame_ends.empty() ? 0 : frame_ends.back()) != size || chunks_stored != in.in.size()))
+    return damaged("its sizes do not match");
   // Decompressed a block at a time into a snapshot that grows with what comes out: a file that
   // claims more than its data yields costs no more than that data.
   std::unique_ptr<ZSTD_DStream, decltype(&ZSTD_freeDStream)> stream(ZSTD_createDStream(), &ZSTD_freeDStream);
@@ -176,6 +378,8 @@ std::vector<std::byte> decode_file(std::string_view bytes, std::string_view room
   out.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(size, 16 * in.in.size() + 4096)));
   ZSTD_inBuffer input{in.in.data(), in.in.size(), 0};
   std::byte spare{};  // where a byte past the size it says would land
+  std::size_t frames_done = 0;
+  if (version == 3 && frame_ends.empty()) return out;  // an empty snapshot: no chunk
   for (;;) {
     const std::size_t have = out.size();
     const std::size_t room = static_cast<std::size_t>(std::min<std::uint64_t>(size - have, 1u << 20));
@@ -189,7 +393,12 @@ std::vector<std::byte> decode_file(std::string_view bytes, std::string_view room
       return damaged(std::string("zstd: ") + ZSTD_getErrorName(left));
     }
     if (room == 0 && output.pos > 0) return damaged("it decompresses to more than it says");
-    if (left == 0) {  // the frame is complete
+    if (left == 0) {  // a frame is complete: the snapshot's (formats 1, 2), or a chunk's (3)
+      if (version == 3) {
+        if (frames_done == frame_ends.size() || out.size() != frame_ends[frames_done])
+          return damaged("a chunk decompresses to another size");
+        if (++frames_done < frame_ends.size()) continue;
+      }
       if (input.pos != input.size) return damaged("bytes follow its compressed snapshot");
       break;
     }
@@ -296,7 +505,15 @@ std::optional<FileHead> read_file_head(std::string_view bytes) {
   FileHead head{.room_id = std::string(in.in.data(), id_size)};
   in.in = in.in.subspan(id_size);
   head.size = in.get(8);
-  in.get(version == 1 ? 8 : 4);  // format 1: the compressed size; 2: the header's checksum
+  if (version == 3) {  // the chunks' table
+    const auto count = in.get(4);
+    if (!in.ok || in.in.size() / chunk_entry < count) {
+      head.compressed_at = bytes.size() - in.in.size() + count * chunk_entry + 4;  // what it needs
+      return in.ok ? std::optional(head) : std::nullopt;
+    }
+    in.in = in.in.subspan(count * chunk_entry);
+  }
+  in.get(version == 1 ? 8 : 4);  // format 1: the compressed size; 2 and 3: the header's checksum
   if (!in.ok) return std::nullopt;
   head.compressed_at = bytes.size() - in.in.size();
   return head;
@@ -326,7 +543,12 @@ std::optional<std::pair<FileHead, std::vector<std::byte>>> file_head(const fs::p
   };
   read_more(4096);
   auto head = read_file_head(bytes);
-  if (!head) return std::nullopt;
+  if (head && head->compressed_at > bytes.size()) {  // a long table: the rest of the header
+    if (head->compressed_at > (std::size_t{1} << 24)) return std::nullopt;
+    read_more(head->compressed_at - bytes.size());
+    head = read_file_head(bytes);
+  }
+  if (!head || head->compressed_at > bytes.size()) return std::nullopt;
   std::vector<std::byte> out(static_cast<std::size_t>(std::min<std::uint64_t>(head_bytes, head->size)));
   if (out.empty()) return std::pair{std::move(*head), std::move(out)};
   std::unique_ptr<ZSTD_DStream, decltype(&ZSTD_freeDStream)> stream(ZSTD_createDStream(), &ZSTD_freeDStream);
@@ -338,7 +560,7 @@ std::optional<std::pair<FileHead, std::vector<std::byte>>> file_head(const fs::p
     ZSTD_inBuffer input{bytes.data() + at, bytes.size() - at, 0};
     const std::size_t left = ZSTD_decompressStream(stream.get(), &output, &input);
     at += input.pos;
-    if (ZSTD_isError(left) || (left == 0 && output.pos < output.size)) return std::nullopt;
+    if (ZSTD_isError(left)) return std::nullopt;  // (a frame that ends: the next one goes on)
   }
   return std::pair{std::move(*head), std::move(out)};
 }
@@ -811,9 +1033,21 @@ class DirectoryStore final : public StateStore {
       return std::nullopt;
     }
     try {
-      auto error = write_atomically(path, [&](int fd) { return encoder_.write(fd, room_id, entry.snapshot->bytes); });
+      // The room's last file lends the chunks it shares with this snapshot (a regular file only).
+      int previous = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
       struct stat st {};
+      if (previous >= 0 && (::fstat(previous, &st) != 0 || !S_ISREG(st.st_mode))) {
+        ::close(previous);
+        previous = -1;
+      }
+      auto error = write_atomically(
+          path, [&](int fd) { return encoder_.write(fd, room_id, entry.snapshot->bytes, previous); });
+      if (previous >= 0) ::close(previous);
       if (!error && ::stat(path.c_str(), &st) == 0) size = static_cast<std::uint64_t>(st.st_size);
+      if (!error)
+        spdlog::debug("state directory: wrote room '{}': {} in {}, {} of it copied from its last file", room_id,
+                      detail::format_bytes(entry.snapshot->bytes.size()), detail::format_bytes(size),
+                      detail::format_bytes(encoder_.reused()));
       return error;
     } catch (const std::exception& e) {
       return fmt::format("cannot write {}: {}", path.string(), e.what());

@@ -227,6 +227,8 @@ TEST_F(StateStoreTest, AStoreThatCannotWriteSaysWhatIsLostWhenItGoes) {
 
 /// A file of the store's format for `room` whose header claims `claimed` bytes of snapshot, with
 /// its header's checksum made right again: only the claim is a lie.
+/// Rewrites `file` (one chunk) to claim a snapshot of `claimed` bytes, its header's checksum made
+/// to match.
 void claim_size(const fs::path& file, std::string_view room, std::uint64_t claimed) {
   std::string bytes;
   {
@@ -234,10 +236,14 @@ void claim_size(const fs::path& file, std::string_view room, std::uint64_t claim
     bytes.assign(std::istreambuf_iterator<char>(in), {});
   }
   const std::size_t at = std::string_view("STATEROOM-SNAPSHOT\n").size() + 8 + room.size();
+  ASSERT_EQ(bytes[at + 8], 1) << "one chunk";
   for (int i = 0; i < 8; ++i) bytes[at + i] = static_cast<char>(claimed >> (8 * i));
+  const auto chunk = static_cast<std::uint32_t>(std::min<std::uint64_t>(claimed, UINT32_MAX));
+  for (int i = 0; i < 4; ++i) bytes[at + 12 + i] = static_cast<char>(chunk >> (8 * i));
+  const std::size_t header = at + 12 + 16;
   const auto crc = static_cast<std::uint32_t>(
-      crc32(crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(bytes.data()), static_cast<uInt>(at + 8)));
-  for (int i = 0; i < 4; ++i) bytes[at + 8 + i] = static_cast<char>(crc >> (8 * i));
+      crc32(crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(bytes.data()), static_cast<uInt>(header)));
+  for (int i = 0; i < 4; ++i) bytes[header + i] = static_cast<char>(crc >> (8 * i));
   std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes;
 }
 
@@ -274,7 +280,7 @@ TEST_F(StateStoreTest, TamperedFilesAreCheckedBeforeAnythingIsAllocated) {
   const auto lying = store->load("claims-1GiB");  // within the limits, but its data yields 100 bytes
   EXPECT_EQ(lying.status, LoadedState::Status::none);
   EXPECT_TRUE(fs::exists(fs::path(file_of("claims-1GiB")) += ".unreadable"));
-  EXPECT_TRUE(logged("it decompresses to"));
+  EXPECT_TRUE(logged("a chunk decompresses to another size"));
   EXPECT_LT(peak_rss_kib() - rss_before, 64u * 1024) << "a claim cost memory before it was checked";
 
   for (const char* id : {"fifo", "zero", "directory"}) {
@@ -370,6 +376,52 @@ TEST_F(StateStoreTest, FilesOfTheFormerFormatAreStillRead) {
   std::ofstream(file_of(room), std::ios::binary | std::ios::trunc) << file;
   EXPECT_FALSE(found(make_directory_store(dir_)->load(room)));
   EXPECT_TRUE(logged("its checksum does not match"));
+
+  // Format 2: the header's checksum, then the snapshot as one zstd frame.
+  const std::string room2 = "two";
+  file = "STATEROOM-SNAPSHOT\n";
+  put(2, 4);
+  put(room2.size(), 4);
+  file += room2;
+  put(snapshot.size(), 8);
+  put(crc32(crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(file.data()), static_cast<uInt>(file.size())), 4);
+  file += compressed;
+  std::ofstream(file_of(room2), std::ios::binary) << file;
+  EXPECT_EQ(found(make_directory_store(dir_)->load(room2)), bytes_of(snapshot));
+}
+
+// A snapshot that changed in a few places, even with bytes inserted before them, is written with
+// the chunks it shares with the room's last file copied from it, not compressed again; each
+// comes back whole.
+TEST_F(StateStoreTest, AnAlmostUnchangedSnapshotReusesTheChunksOfItsLastFile) {
+  spdlog::set_level(spdlog::level::debug);
+  std::vector<std::byte> snapshot = noise(16 << 20);
+  auto store = make_directory_store(dir_);
+  store->save("big", snapshot);
+  store->flush();
+  EXPECT_TRUE(logged("wrote room 'big': 16 MiB in 16.0 MiB, 0 bytes of it copied from its last file"));
+  snapshot[8 << 20] ^= std::byte{1};                                      // a change in the middle
+  snapshot.insert(snapshot.begin(), 4100, std::byte{7});                  // a page inserted at the front
+  snapshot.erase(snapshot.end() - 5000, snapshot.end());                  // and some gone at the end
+  store->save("big", snapshot);
+  store->flush();
+  std::uint64_t copied = 0;
+  for (const auto& line : sink_->last_formatted())
+    if (auto at = line.find("wrote room 'big': "); at != std::string::npos && line.find("MiB of it copied") != std::string::npos)
+      copied = static_cast<std::uint64_t>(std::stod(line.substr(line.find(", ", at) + 2)) * (1 << 20));
+  spdlog::set_level(spdlog::level::info);
+  EXPECT_GT(copied, 13u << 20) << "most chunks are the last file's";
+  EXPECT_EQ(found(make_directory_store(dir_)->load("big")), snapshot);
+  // A damaged file lends nothing: the next write compresses everything again, and is whole.
+  {
+    std::fstream f(file_of("big"), std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(40);
+    f.put('\x55');  // inside the header, whose checksum then fails
+  }
+  snapshot[100] ^= std::byte{1};
+  store->save("big", snapshot);
+  store->flush();
+  EXPECT_EQ(found(make_directory_store(dir_)->load("big")), snapshot);
 }
 
 // A survey hands over each room asleep with its snapshot's first bytes (uncompressed), large and

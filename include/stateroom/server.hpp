@@ -94,11 +94,12 @@ struct ServerOptions {
   /// Messages shorter than this are sent uncompressed (compressing them gains little); so is any
   /// message that compression would not make smaller.
   std::size_t compression_threshold = 256;
-  /// Bytes per second one client's compressed messages may inflate to, on average (bursts up to a
-  /// second's worth, or one largest message when that is more); 0 = no bound. A client past it is
-  /// closed with 1008 and one log line: a small message that inflates to `max_message_bytes` costs
-  /// milliseconds of a core, so this bounds what one client's deflate bombs cost (16 MiB a second:
-  /// a few percent of a core).
+  /// Bytes per second the compressed messages of one remote address's clients may inflate to
+  /// together, on average (an IPv6 address: its /64; a loopback client: each connection on its
+  /// own); bursts up to a second's worth, or one largest message when that is more; 0 = no bound.
+  /// A client past it is closed with 1008 and one log line: a small message that inflates to
+  /// `max_message_bytes` costs milliseconds of a core, so this bounds what one address's deflate
+  /// bombs cost, however many connections it opens (16 MiB a second: a few percent of a core).
   std::size_t max_inflate_rate = 16 << 20;
   /// Files served at `/` (directories serve their index.html); empty = none.
   std::string static_dir{};

@@ -330,8 +330,9 @@ const Spec specs[] = {
      "Messages shorter than this are sent uncompressed", false,
      [](Targets& t, const std::string& v) { t.server->compression_threshold = size(v); }},
     {{"--max-inflate-rate", "max_inflate_rate", ValueKind::size}, "--max-inflate-rate", "16MiB",
-     "Bytes per second one client's compressed messages may inflate to (bursts of a second's worth, or one "
-     "largest message); past it the client is closed with 1008; 0 = no bound",
+     "Bytes per second the compressed messages of one IP address's clients may inflate to, together (loopback: "
+     "each connection; bursts of a second's worth, or one largest message); past it the client is closed with "
+     "1008; 0 = no bound",
      false, [](Targets& t, const std::string& v) { t.server->max_inflate_rate = size(v); }},
     {{"--allowed-origins", "allowed_origins", ValueKind::origins}, "--allowed-origins", "",
      "Origins whose pages may connect, comma-separated (https://example.com; * for any); an upgrade with another "

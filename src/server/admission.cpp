@@ -35,6 +35,15 @@ bool is_v4_mapped(const PeerAddress& a) noexcept {
   return std::memcmp(a.data(), mapped, 12) == 0;
 }
 
+/// The key of `a`'s per-address budgets: IPv6 by its /64, which is one host's (SLAAC, RFC 7421: a
+/// client may use any of its 2^64 addresses); IPv4 as it is.
+PeerAddress budget_key(const PeerAddress& a) noexcept {
+  if (is_v4_mapped(a)) return a;
+  PeerAddress key = a;
+  std::fill(key.begin() + 8, key.end(), std::uint8_t{0});
+  return key;
+}
+
 }  // namespace
 
 PeerAddress peer_address(const boost::asio::ip::address& address) noexcept {
@@ -115,16 +124,18 @@ std::optional<ConnectionTicket> Admission::admit(const PeerAddress& address, Ref
   ConnectionTicket ticket;
   ticket.admission_ = this;
   ticket.address_ = address;
-  if (limits_.connections_per_ip != 0 && !is_loopback(address)) {
+  if ((limits_.connections_per_ip != 0 || limits_.inflate_per_ip_per_second != 0) && !is_loopback(address)) {
     std::lock_guard lock(mutex_);
-    std::size_t& count = per_address_[address];
-    if (count >= limits_.connections_per_ip) {
+    const auto [it, fresh] = per_address_.try_emplace(budget_key(address));
+    AddressState& state = it->second;
+    if (fresh) state.inflate = {static_cast<double>(limits_.inflate_burst), std::chrono::steady_clock::now()};
+    if (limits_.connections_per_ip != 0 && state.connections >= limits_.connections_per_ip) {
       ticket.admission_ = nullptr;
       connections_.fetch_sub(1, std::memory_order_relaxed);
       if (refused) *refused = Refusal::connections_per_ip;
       return std::nullopt;
     }
-    ++count;
+    ++state.connections;
     ticket.per_address_ = true;
   }
   return ticket;
@@ -134,9 +145,31 @@ void Admission::release(const ConnectionTicket& ticket) noexcept {
   connections_.fetch_sub(1, std::memory_order_relaxed);
   if (!ticket.per_address_) return;
   std::lock_guard lock(mutex_);
-  if (auto it = per_address_.find(ticket.address_); it != per_address_.end() && --it->second == 0) {
+  if (auto it = per_address_.find(budget_key(ticket.address_));
+      it != per_address_.end() && --it->second.connections == 0) {
     per_address_.erase(it);
   }
+}
+
+bool Admission::inflate_allowed(const ConnectionTicket& ticket) {
+  if (!ticket.per_address_ || limits_.inflate_per_ip_per_second == 0) return true;
+  std::lock_guard lock(mutex_);
+  const auto it = per_address_.find(budget_key(ticket.address_));
+  if (it == per_address_.end()) return true;
+  Bucket& bucket = it->second.inflate;
+  const auto now = std::chrono::steady_clock::now();
+  bucket.tokens = std::min(static_cast<double>(limits_.inflate_burst),
+                           bucket.tokens + static_cast<double>(limits_.inflate_per_ip_per_second) *
+                                               std::chrono::duration<double>(now - bucket.refilled).count());
+  bucket.refilled = now;
+  return bucket.tokens > 0;
+}
+
+void Admission::inflated(const ConnectionTicket& ticket, std::size_t bytes) {
+  if (!ticket.per_address_ || limits_.inflate_per_ip_per_second == 0) return;
+  std::lock_guard lock(mutex_);
+  if (auto it = per_address_.find(budget_key(ticket.address_)); it != per_address_.end())
+    it->second.inflate.tokens -= static_cast<double>(bytes);
 }
 
 std::optional<Refusal> Admission::admit_room(const PeerAddress* creator) {
@@ -144,7 +177,7 @@ std::optional<Refusal> Admission::admit_room(const PeerAddress* creator) {
   if (creator == nullptr || is_loopback(*creator)) return std::nullopt;
   if (limits_.rooms_per_ip) {
     std::lock_guard lock(mutex_);
-    std::size_t& alive = rooms_by_address_[*creator];
+    std::size_t& alive = rooms_by_address_[budget_key(*creator)];
     if (alive >= limits_.rooms_per_ip) {
       rooms_.fetch_sub(1, std::memory_order_relaxed);
       return Refusal::rooms_per_ip;
@@ -162,7 +195,7 @@ void Admission::room_ended(const PeerAddress* creator) noexcept {
   rooms_.fetch_sub(1, std::memory_order_relaxed);
   if (creator == nullptr || !limits_.rooms_per_ip || is_loopback(*creator)) return;
   std::lock_guard lock(mutex_);
-  auto it = rooms_by_address_.find(*creator);
+  auto it = rooms_by_address_.find(budget_key(*creator));
   if (it != rooms_by_address_.end() && --it->second == 0) rooms_by_address_.erase(it);
 }
 
@@ -178,7 +211,7 @@ std::optional<Refusal> Admission::take_room_creation(const PeerAddress& creator)
     b.refilled = now;
   };
   std::lock_guard lock(mutex_);
-  auto [it, fresh] = new_rooms_.try_emplace(creator, Bucket{burst, now});
+  auto [it, fresh] = new_rooms_.try_emplace(budget_key(creator), Bucket{burst, now});
   if (!fresh) refill(it->second);
   if (it->second.tokens < 1.0) return Refusal::room_creations_per_ip;
   it->second.tokens -= 1.0;

@@ -14,7 +14,8 @@
 
 namespace stateroom::server {
 
-/// A peer's IP address as a key: IPv4 as its IPv6-mapped form.
+/// A peer's IP address: IPv4 as its IPv6-mapped form. The per-address budgets count an IPv6 peer
+/// by its /64 (one host's share of a network: a client may use any address in it).
 using PeerAddress = std::array<std::uint8_t, 16>;
 PeerAddress peer_address(const boost::asio::ip::address& address) noexcept;
 /// 127.0.0.0/8, ::1, and IPv4-mapped loopback: local processes (a proxy in front, a load generator,
@@ -67,6 +68,8 @@ class ConnectionTicket {
   ConnectionTicket& operator=(ConnectionTicket&& other) noexcept;
   ~ConnectionTicket();
   const PeerAddress& address() const noexcept { return address_; }
+  /// Whether its address is counted: a remote one (loopback is not) under a per-address budget.
+  bool per_address() const noexcept { return per_address_; }
 
  private:
   friend class Admission;
@@ -86,6 +89,10 @@ class Admission {
     std::size_t rooms = 0;
     std::uint32_t new_rooms_per_ip_per_second = 0;
     std::size_t rooms_per_ip = 0;  ///< rooms alive that one address created
+    /// Bytes a second the compressed messages of all of one address's connections may inflate to,
+    /// in bursts of `inflate_burst` (--max-inflate-rate; loopback connections each on their own).
+    std::uint64_t inflate_per_ip_per_second = 0;
+    std::uint64_t inflate_burst = 0;
   };
 
   void configure(const Limits& limits) { limits_ = limits; }
@@ -100,6 +107,11 @@ class Admission {
   std::optional<Refusal> admit_room(const PeerAddress* creator);
   void room_ended(const PeerAddress* creator = nullptr) noexcept;
   std::size_t rooms() const noexcept { return rooms_.load(std::memory_order_relaxed); }
+
+  /// Whether the connection of `ticket` (per_address()) may inflate another compressed message
+  /// now: its address has inflated less than its budget; `inflated` then charges what it did.
+  bool inflate_allowed(const ConnectionTicket& ticket);
+  void inflated(const ConnectionTicket& ticket, std::size_t bytes);
 
   RefusalLog log;
 
@@ -121,7 +133,12 @@ class Admission {
   std::atomic<std::size_t> connections_{0};
   std::atomic<std::size_t> rooms_{0};
   std::mutex mutex_;  ///< guards the per-address maps
-  std::unordered_map<PeerAddress, std::size_t, Hash> per_address_;
+  /// What an address's connections share: how many there are, and the inflate budget.
+  struct AddressState {
+    std::size_t connections = 0;
+    Bucket inflate{};
+  };
+  std::unordered_map<PeerAddress, AddressState, Hash> per_address_;
   std::unordered_map<PeerAddress, Bucket, Hash> new_rooms_;
   std::unordered_map<PeerAddress, std::size_t, Hash> rooms_by_address_;  ///< rooms alive (remote creators)
 };

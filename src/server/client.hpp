@@ -34,6 +34,8 @@ struct DeflatedFrame {
 
   std::span<const std::uint8_t> frame_header() const noexcept { return {header.data(), header_size}; }
   std::size_t wire_size() const noexcept { return header_size + payload->size(); }
+  /// The same message for another window size (recipients may have negotiated several).
+  std::unique_ptr<DeflatedFrame> next;
 };
 
 /// One message a room sends, as every recipient sees it: the payload (borrowed from the sender for
@@ -66,7 +68,8 @@ class OutgoingMessage {
   }
   /// The message compressed for a server window of `window_bits`, with `deflaters` (those of the
   /// room's thread); null when it goes as it is: shorter than `threshold`, not made smaller by
-  /// compressing, or zlib failed. Computed for the first recipient that asks, reused by the others.
+  /// compressing, or zlib failed. Computed for the first recipient that asks, reused by the others
+  /// (once for each window size the recipients negotiated, whatever their order).
   const DeflatedFrame* deflated(protocol::MessageDeflaters& deflaters, int window_bits,
                                 std::size_t threshold) const;
 
@@ -75,7 +78,7 @@ class OutgoingMessage {
   mutable std::array<std::uint8_t, protocol::max_server_header_size> header_{};
   mutable std::uint8_t header_size_ = 0;
   mutable std::shared_ptr<const std::string> shared_;
-  mutable std::unique_ptr<DeflatedFrame> deflated_;
+  mutable std::unique_ptr<DeflatedFrame> deflated_;  ///< one for each window size asked for so far
 };
 
 /// What became of a message handed to a client.

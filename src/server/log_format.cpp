@@ -11,11 +11,12 @@ namespace stateroom::server {
 namespace {
 
 /// The length of the character of UTF-8 that begins at `text[i]` when it is one that may be shown
-/// (valid, and not a C0 or C1 control or DEL), else 0.
+/// (valid, and not a C0 or C1 control, DEL, a backslash (which begins an escape), a line or
+/// paragraph separator, or a bidirectional override or isolate, which reorder what follows), else 0.
 std::size_t printable_at(std::string_view text, std::size_t i) noexcept {
   const auto byte = [&](std::size_t k) { return static_cast<std::uint8_t>(text[k]); };
   const std::uint8_t b = byte(i);
-  if (b < 0x80) return (b < 0x20 || b == 0x7f) ? 0 : 1;
+  if (b < 0x80) return (b < 0x20 || b == 0x7f || b == '\\') ? 0 : 1;
   std::size_t n = 0;
   std::uint32_t cp = 0;
   if (b >= 0xc2 && b <= 0xdf) {
@@ -36,6 +37,8 @@ std::size_t printable_at(std::string_view text, std::size_t i) noexcept {
   if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff) ||
       cp < 0xa0)
     return 0;
+  // U+2028 and U+2029 end a line for some readers; U+202A to U+202E and U+2066 to U+2069 reorder it.
+  if ((cp >= 0x2028 && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069)) return 0;
   return n;
 }
 

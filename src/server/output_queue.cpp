@@ -45,7 +45,9 @@ void OutputQueue::append(const DeflatedFrame& frame) {
 const DeflatedFrame* OutgoingMessage::deflated(protocol::MessageDeflaters& deflaters, int window_bits,
                                                std::size_t threshold) const {
   if (payload_.size() < threshold) return nullptr;
-  if (!deflated_ || deflated_->window_bits != window_bits) {
+  DeflatedFrame* found = deflated_.get();
+  while (found && found->window_bits != window_bits) found = found->next.get();
+  if (!found) {
     auto frame = std::make_unique<DeflatedFrame>();
     frame->window_bits = window_bits;
     std::string compressed;
@@ -56,9 +58,11 @@ const DeflatedFrame* OutgoingMessage::deflated(protocol::MessageDeflaters& defla
                                  .rsv1 = true}));
       frame->payload = std::make_shared<const std::string>(std::move(compressed));
     }
+    frame->next = std::move(deflated_);
     deflated_ = std::move(frame);
+    found = deflated_.get();
   }
-  return deflated_->payload ? deflated_.get() : nullptr;
+  return found->payload ? found : nullptr;
 }
 
 void OutputQueue::end_frame() {

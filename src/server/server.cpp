@@ -578,6 +578,8 @@ Status Server::start() {
       .rooms = options.max_rooms,
       .new_rooms_per_ip_per_second = options.max_new_rooms_per_ip,
       .rooms_per_ip = options.max_rooms_per_ip,
+      .inflate_per_ip_per_second = options.max_inflate_rate,
+      .inflate_burst = std::max<std::uint64_t>(options.max_inflate_rate, options.max_message_bytes),
   });
   unsigned threads = options.threads ? options.threads : std::thread::hardware_concurrency();
   if (threads == 0) threads = 1;

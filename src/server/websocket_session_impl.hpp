@@ -281,14 +281,22 @@ bool BasicWebSocketSession<Socket>::inflate(const protocol::Event& e, std::span<
   }
   std::string& out = compression.inflated;
   const auto& options = worker_.shared.options;
-  if (options.max_inflate_rate && !inflate_allowed()) {
-    spdlog::warn("room '{}' client {} inflates more than --max-inflate-rate ({} a second): closing with 1008",
-                 room_id_, id_.value, detail::format_bytes(options.max_inflate_rate));
+  // A remote client's address has one budget for all its connections; a local one, each its own.
+  auto& admission = worker_.shared.admission;
+  const bool shared = ticket_.per_address();
+  if (options.max_inflate_rate && !(shared ? admission.inflate_allowed(ticket_) : inflate_allowed())) {
+    spdlog::warn("room '{}' client {} inflates more than --max-inflate-rate ({} a second{}): closing with 1008",
+                 room_id_, id_.value, detail::format_bytes(options.max_inflate_rate),
+                 shared ? " for its address" : "");
     fail_connection(protocol::CloseCode::policy_violation, "compressed messages inflate too much");
     return false;
   }
   const auto result = inflater->inflate(e.payload, options.max_message_bytes, out);
-  inflate_allowance_ -= static_cast<std::int64_t>(out.size());
+  if (shared) {
+    admission.inflated(ticket_, out.size());
+  } else {
+    inflate_allowance_ -= static_cast<std::int64_t>(out.size());
+  }
   switch (result) {
     case protocol::Inflater::Result::ok:
       break;

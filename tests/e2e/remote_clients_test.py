@@ -16,6 +16,9 @@ must run. Each case starts its own server inside the server's namespace and stop
 - --max-new-rooms-per-ip 5 (bursts of 10): of 16 new rooms asked for at once, those past the burst
   are closed with 1013 "too many new rooms from this address"; the other user still creates a room;
   a second later the attacker creates rooms again.
+- --max-inflate-rate (16 MiB a second, with --compression on): eight connections of the attacker
+  each sending 512 KiB that compress to 1 KiB eight times a second (32 MiB a second together) are
+  closed with 1008, while one of the other user's at the same pace goes on.
 - --max-rooms-per-ip 6 with a 2 s room grace: the attacker connects to 6 rooms and leaves each at
   once; the seventh is closed with 1013 "too many rooms from this address" while it may still join
   one of its own six and the other user creates rooms; once the six have ended it creates again.
@@ -26,6 +29,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -195,7 +199,40 @@ def inside(server_ns, command):
         finally:
             stop(server)
 
+    def inflate_per_address():
+        server = serving("--compression", "on")  # --max-inflate-rate 16 MiB a second, for an address
+        message = "a" * (512 * 1024)  # about 1 KiB compressed
+        closed = {}
+
+        def bomber(source, name):
+            try:
+                with client(server.port, source, "bombs") as ws:
+                    for _ in range(4 * 8):  # 8 a second for 4 s: 4 MiB a second inflated
+                        ws.send(message)
+                        time.sleep(0.125)
+                    closed[name] = None
+            except ConnectionClosed as e:
+                closed[name] = e.rcvd.code if e.rcvd else "no close frame"
+
+        try:
+            threads = [threading.Thread(target=bomber, args=(ATTACKER, f"attacker-{i}")) for i in range(8)]
+            threads.append(threading.Thread(target=bomber, args=(OTHER, "other")))
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=30)
+        finally:
+            log = stop(server)
+        attackers = [closed.get(f"attacker-{i}") for i in range(8)]
+        print(f"  8 connections from one address at 4 MiB a second each: {attackers}; another address: "
+              f"{closed.get('other')}")
+        check(attackers.count(1008) >= 2, f"the address's connections went on past its budget: {attackers}")
+        check(closed.get("other") is None, f"a client of another address within the rate was closed: {closed}")
+        check("inflates more than --max-inflate-rate (16 MiB a second for its address)" in log,
+              "the log does not say the address's budget was passed")
+
     cases("--max-connections-per-ip: the fifth connection from one address is refused", connections_per_address)
+    cases("--max-inflate-rate: the compressed messages of all of one address's connections", inflate_per_address)
     cases("--max-new-rooms-per-ip: rooms one address creates per second", new_rooms_per_address)
     cases("--max-rooms-per-ip: rooms alive that one address created", rooms_alive_per_address)
     return cases.exit_code()

@@ -76,6 +76,15 @@ TEST(Admission, OneAddressIsCappedAndLoopbackIsNot) {
   }
   first.reset();
   EXPECT_TRUE(a.admit(ip("192.0.2.7"), &why)) << "a closed connection gives its address's place back";
+
+  // An IPv6 host has its whole /64: its addresses share one budget.
+  auto v6a = a.admit(ip("2001:db8:1:2::1"), &why);
+  auto v6b = a.admit(ip("2001:db8:1:2:ffff::9"), &why);
+  ASSERT_TRUE(v6a && v6b);
+  EXPECT_FALSE(a.admit(ip("2001:db8:1:2:1234:5678:9abc:def0"), &why)) << "the same /64";
+  EXPECT_TRUE(a.admit(ip("2001:db8:1:3::1"), &why)) << "another /64 has its own budget";
+  v6a.reset();
+  EXPECT_TRUE(a.admit(ip("2001:db8:1:2::77"), &why)) << "given back to the /64";
 }
 
 TEST(Admission, RoomsAreCappedAndEachAddressCreatesThemAtItsRate) {

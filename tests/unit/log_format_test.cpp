@@ -22,7 +22,13 @@ TEST(LogFormat, ControlCharactersAndBytesThatAreNotUtf8AreEscaped) {
   EXPECT_EQ(escape_for_log("\xff\xc3"), "\\xff\\xc3") << "bytes that are not UTF-8, a truncated character";
   EXPECT_EQ(escape_for_log("\xc0\x8a"), "\\xc0\\x8a") << "an overlong newline";
   EXPECT_EQ(escape_for_log("\xed\xa0\x80"), "\\xed\\xa0\\x80") << "a surrogate";
-  EXPECT_EQ(escape_for_log("back\\slash"), "back\\slash");
+  EXPECT_EQ(escape_for_log("back\\slash \\x0a"), "back\\x5cslash \\x5cx0a")
+      << "a backslash begins an escape: one sent as text cannot pass for one";
+  EXPECT_EQ(escape_for_log("a\xe2\x80\xa8[info] b\xe2\x80\xa9"), "a\\xe2\\x80\\xa8[info] b\\xe2\\x80\\xa9")
+      << "the line and paragraph separators";
+  EXPECT_EQ(escape_for_log("\xe2\x80\xae" "evil\xe2\x81\xa6"), "\\xe2\\x80\\xaeevil\\xe2\\x81\\xa6")
+      << "a right-to-left override, an isolate";
+  EXPECT_EQ(escape_for_log("\xe2\x80\xa7\xe2\x80\xaf"), "\xe2\x80\xa7\xe2\x80\xaf") << "their neighbours are shown";
   EXPECT_TRUE(needs_escape_for_log("\x1b"));
 }
 

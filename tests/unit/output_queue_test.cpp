@@ -145,3 +145,22 @@ TEST(OutputQueue, KeepsTheFramesAskedForWhenDropping) {
   q.drop_unstarted(response_end);
   EXPECT_TRUE(q.empty());
 }
+
+// A message sent to recipients that negotiated different windows is compressed once for each
+// window, whatever order they come in (alternating windows must not compress it for each of them).
+TEST(OutgoingMessage, IsCompressedOnceForEachWindowWhateverTheOrder) {
+  stateroom::protocol::MessageDeflaters deflaters;
+  const stateroom::MessagePayload payload(std::string(4000, 'a') + std::string(4000, 'b'));
+  const stateroom::server::OutgoingMessage message(payload);
+  // Held here: a frame compressed again could not take their place in memory.
+  const auto nine = message.deflated(deflaters, 9, 0)->payload;
+  const auto ten = message.deflated(deflaters, 10, 0)->payload;
+  ASSERT_TRUE(nine && ten);
+  EXPECT_NE(nine, ten);
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_EQ(message.deflated(deflaters, 9, 0)->payload, nine) << "compressed again for window 9";
+    EXPECT_EQ(message.deflated(deflaters, 10, 0)->payload, ten) << "compressed again for window 10";
+  }
+  EXPECT_EQ(message.deflated(deflaters, 9, 0)->window_bits, 9);
+  EXPECT_EQ(message.deflated(deflaters, 10, 0)->window_bits, 10);
+}

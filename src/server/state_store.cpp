@@ -242,7 +242,8 @@ class FileEncoder {
     in.in = in.in.subspan(id_size);
     in.get(8);
     const auto count = in.get(4);
-    if (!in.ok || count > (std::uint64_t{1} << 24)) return std::nullopt;
+    // A real table has a chunk for every min_chunk bytes at most: 2^17 of them is a 32 GiB snapshot.
+    if (!in.ok || count > (std::uint64_t{1} << 17)) return std::nullopt;
     const std::size_t header_size = head.size() - in.in.size() + count * chunk_entry + 4;
     if (header_size > head.size()) {
       head.resize(header_size);

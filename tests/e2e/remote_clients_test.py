@@ -19,6 +19,8 @@ must run. Each case starts its own server inside the server's namespace and stop
 - --max-inflate-rate (16 MiB a second, with --compression on): eight connections of the attacker
   each sending 512 KiB that compress to 1 KiB eight times a second (32 MiB a second together) are
   closed with 1008, while one of the other user's at the same pace goes on.
+- IPv6 (--host ::, --max-connections-per-ip 2): two connections from two addresses of one /64, and
+  a third from either is answered 503, while an address of another /64 connects.
 - --max-rooms-per-ip 6 with a 2 s room grace: the attacker connects to 6 rooms and leaves each at
   once; the seventh is closed with 1013 "too many rooms from this address" while it may still join
   one of its own six and the other user creates rooms; once the six have ended it creates again.
@@ -38,6 +40,8 @@ from websockets.sync.client import connect
 from harness import SKIPPED, Cases, Server, check, stop
 
 SERVER_ADDRESS, ATTACKER, OTHER = "10.200.0.1", "10.200.0.2", "10.200.0.3"
+# IPv6: the server; two addresses of one /64 (one host); an address of another /64.
+SERVER_V6, SAME_HOST_A, SAME_HOST_B, OTHER_V6 = "fd20::1", "fd20::a:1", "fd20::b:2", "fd21::2"
 TIMEOUT = 5
 
 
@@ -57,6 +61,11 @@ def make_namespaces(server_ns, client_ns):
         ["ip", "-n", server_ns, "addr", "add", f"{SERVER_ADDRESS}/24", "dev", veth_server],
         ["ip", "-n", client_ns, "addr", "add", f"{ATTACKER}/24", "dev", veth_client],
         ["ip", "-n", client_ns, "addr", "add", f"{OTHER}/24", "dev", veth_client],
+        ["ip", "-n", server_ns, "addr", "add", f"{SERVER_V6}/64", "dev", veth_server, "nodad"],
+        ["ip", "-n", server_ns, "addr", "add", "fd21::1/64", "dev", veth_server, "nodad"],
+        ["ip", "-n", client_ns, "addr", "add", f"{SAME_HOST_A}/64", "dev", veth_client, "nodad"],
+        ["ip", "-n", client_ns, "addr", "add", f"{SAME_HOST_B}/64", "dev", veth_client, "nodad"],
+        ["ip", "-n", client_ns, "addr", "add", f"{OTHER_V6}/64", "dev", veth_client, "nodad"],
         ["ip", "-n", server_ns, "link", "set", "lo", "up"],
         ["ip", "-n", server_ns, "link", "set", veth_server, "up"],
         ["ip", "-n", client_ns, "link", "set", "lo", "up"],
@@ -93,10 +102,10 @@ def outside(argv):
             run("ip", "netns", "del", ns)
 
 
-def raw_upgrade(port, source, path):
+def raw_upgrade(port, source, path, server=SERVER_ADDRESS):
     """The first line of the server's answer to an upgrade from `source` ('' when none came)."""
-    with socket.create_connection((SERVER_ADDRESS, port), timeout=TIMEOUT, source_address=(source, 0)) as s:
-        s.sendall((f"GET {path} HTTP/1.1\r\nHost: {SERVER_ADDRESS}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    with socket.create_connection((server, port), timeout=TIMEOUT, source_address=(source, 0)) as s:
+        s.sendall((f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
         answer = b""
         try:
@@ -199,6 +208,22 @@ def inside(server_ns, command):
         finally:
             stop(server)
 
+    def ipv6_by_its_64():
+        server = Server(command + ["--log-level", "info", "--max-connections-per-ip", "2"], host="::", prefix=prefix)
+        check(server.port is not None, "the server did not start:\n" + "".join(server.startup[-30:]))
+        try:
+            held = [socket.create_connection((SERVER_V6, server.port), timeout=TIMEOUT, source_address=(a, 0))
+                    for a in (SAME_HOST_A, SAME_HOST_B)]
+            time.sleep(0.2)  # both accepted and counted
+            third = raw_upgrade(server.port, SAME_HOST_B, "/ws/v6", server=SERVER_V6)
+            check(third.startswith("HTTP/1.1 503"), f"a third connection from the same /64 got {third!r}, not 503")
+            other = raw_upgrade(server.port, OTHER_V6, "/ws/v6", server="fd21::1")
+            check(other.startswith("HTTP/1.1 101"), f"another /64 got {other!r}")
+            for h in held:
+                h.close()
+        finally:
+            stop(server)
+
     def inflate_per_address():
         server = serving("--compression", "on")  # --max-inflate-rate 16 MiB a second, for an address
         message = "a" * (512 * 1024)  # about 1 KiB compressed
@@ -233,6 +258,7 @@ def inside(server_ns, command):
 
     cases("--max-connections-per-ip: the fifth connection from one address is refused", connections_per_address)
     cases("--max-inflate-rate: the compressed messages of all of one address's connections", inflate_per_address)
+    cases("IPv6: the addresses of one /64 share one budget", ipv6_by_its_64)
     cases("--max-new-rooms-per-ip: rooms one address creates per second", new_rooms_per_address)
     cases("--max-rooms-per-ip: rooms alive that one address created", rooms_alive_per_address)
     return cases.exit_code()

@@ -126,9 +126,7 @@ std::optional<ConnectionTicket> Admission::admit(const PeerAddress& address, Ref
   ticket.address_ = address;
   if ((limits_.connections_per_ip != 0 || limits_.inflate_per_ip_per_second != 0) && !is_loopback(address)) {
     std::lock_guard lock(mutex_);
-    const auto [it, fresh] = per_address_.try_emplace(budget_key(address));
-    AddressState& state = it->second;
-    if (fresh) state.inflate = {static_cast<double>(limits_.inflate_burst), std::chrono::steady_clock::now()};
+    AddressState& state = per_address_[budget_key(address)];
     if (limits_.connections_per_ip != 0 && state.connections >= limits_.connections_per_ip) {
       ticket.admission_ = nullptr;
       connections_.fetch_sub(1, std::memory_order_relaxed);
@@ -156,12 +154,9 @@ bool Admission::inflate_allowed(const ConnectionTicket& ticket) {
   std::lock_guard lock(mutex_);
   const auto it = per_address_.find(budget_key(ticket.address_));
   if (it == per_address_.end()) return true;
-  Bucket& bucket = it->second.inflate;
-  const auto now = std::chrono::steady_clock::now();
-  bucket.tokens = std::min(static_cast<double>(limits_.inflate_burst),
-                           bucket.tokens + static_cast<double>(limits_.inflate_per_ip_per_second) *
-                                               std::chrono::duration<double>(now - bucket.refilled).count());
-  bucket.refilled = now;
+  TokenBucket& bucket = it->second.inflate;
+  bucket.refill(static_cast<double>(limits_.inflate_per_ip_per_second), static_cast<double>(limits_.inflate_burst),
+                std::chrono::steady_clock::now());
   return bucket.tokens > 0;
 }
 
@@ -205,20 +200,15 @@ std::optional<Refusal> Admission::take_room_creation(const PeerAddress& creator)
   // A token bucket per address: `rate` new rooms a second, and bursts of twice that.
   const double burst = 2.0 * rate;
   const auto now = std::chrono::steady_clock::now();
-  auto refill = [&](Bucket& b) {
-    const double elapsed = std::chrono::duration<double>(now - b.refilled).count();
-    b.tokens = std::min(burst, b.tokens + elapsed * rate);
-    b.refilled = now;
-  };
   std::lock_guard lock(mutex_);
-  auto [it, fresh] = new_rooms_.try_emplace(budget_key(creator), Bucket{burst, now});
-  if (!fresh) refill(it->second);
-  if (it->second.tokens < 1.0) return Refusal::room_creations_per_ip;
-  it->second.tokens -= 1.0;
+  auto& bucket = new_rooms_[budget_key(creator)];
+  bucket.refill(rate, burst, now);
+  if (bucket.tokens < 1.0) return Refusal::room_creations_per_ip;
+  bucket.tokens -= 1.0;
   if (new_rooms_.size() > max_tracked_addresses) {
     // Forget the addresses whose bucket has filled up again: they are as good as new.
     for (auto i = new_rooms_.begin(); i != new_rooms_.end();) {
-      refill(i->second);
+      i->second.refill(rate, burst, now);
       i = i->second.tokens >= burst ? new_rooms_.erase(i) : std::next(i);
     }
   }

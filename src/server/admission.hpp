@@ -2,6 +2,7 @@
 #pragma once
 
 #include <boost/asio/ip/address.hpp>
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -55,6 +56,19 @@ class RefusalLog {
   };
   std::mutex mutex_;
   std::array<Entry, refusal_kinds> entries_{};
+};
+
+/// A token bucket: `rate` tokens a second, holding `capacity` at most; a new one is full.
+struct TokenBucket {
+  double tokens = 0;
+  std::chrono::steady_clock::time_point refilled{};
+  /// Adds what `rate` gave since the last refill (a bucket never refilled: fills it).
+  void refill(double rate, double capacity, std::chrono::steady_clock::time_point now) noexcept {
+    tokens = refilled == std::chrono::steady_clock::time_point{}
+                 ? capacity
+                 : std::min(capacity, tokens + rate * std::chrono::duration<double>(now - refilled).count());
+    refilled = now;
+  }
 };
 
 class Admission;
@@ -124,10 +138,6 @@ class Admission {
   struct Hash {
     std::size_t operator()(const PeerAddress& a) const noexcept;
   };
-  struct Bucket {
-    double tokens = 0;
-    std::chrono::steady_clock::time_point refilled{};
-  };
 
   Limits limits_{};
   std::atomic<std::size_t> connections_{0};
@@ -136,10 +146,10 @@ class Admission {
   /// What an address's connections share: how many there are, and the inflate budget.
   struct AddressState {
     std::size_t connections = 0;
-    Bucket inflate{};
+    TokenBucket inflate{};
   };
   std::unordered_map<PeerAddress, AddressState, Hash> per_address_;
-  std::unordered_map<PeerAddress, Bucket, Hash> new_rooms_;
+  std::unordered_map<PeerAddress, TokenBucket, Hash> new_rooms_;
   std::unordered_map<PeerAddress, std::size_t, Hash> rooms_by_address_;  ///< rooms alive (remote creators)
 };
 

@@ -123,8 +123,7 @@ class BasicWebSocketSession final : public Client,
   Clock::time_point close_deadline_{};
   Clock::time_point timer_expiry_{};
   std::uint16_t close_code_ = 0;        ///< the code of our close frame, once queued
-  std::int64_t inflate_allowance_ = 0;  ///< bytes its compressed messages may still inflate to
-  Clock::time_point inflate_refilled_{};  ///< when inflate_allowance_ was last topped up
+  TokenBucket inflate_;  ///< bytes its compressed messages may still inflate to (a loopback client's)
   /// A ping is answered at once, in order with the room's messages, while the client takes what it
   /// is sent; else the pong owed for the latest ping waits here for the socket to take writes
   /// again, and the pings after it replace it (RFC 6455 5.5.3): a ping flood from a client that

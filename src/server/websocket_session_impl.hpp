@@ -253,21 +253,12 @@ void BasicWebSocketSession<Socket>::on_bytes(std::span<std::uint8_t> data) {
 
 template <class Socket>
 bool BasicWebSocketSession<Socket>::inflate_allowed() {
-  // A token bucket: max_inflate_rate bytes a second, holding a second's worth (or one largest
-  // message); each message may take it below zero by what it inflated to, and the next waits.
+  // max_inflate_rate bytes a second, holding a second's worth (or one largest message); each
+  // message may take it below zero by what it inflated to, and the next waits.
   const auto& options = worker_.shared.options;
-  const auto rate = static_cast<std::int64_t>(options.max_inflate_rate);
-  const auto capacity = std::max(rate, static_cast<std::int64_t>(options.max_message_bytes));
-  const auto now = Clock::now();
-  if (inflate_refilled_ == Clock::time_point{}) {
-    inflate_allowance_ = capacity;
-  } else {
-    const double refill = static_cast<double>(rate) * std::chrono::duration<double>(now - inflate_refilled_).count();
-    inflate_allowance_ = static_cast<std::int64_t>(
-        std::min(static_cast<double>(capacity), static_cast<double>(inflate_allowance_) + refill));
-  }
-  inflate_refilled_ = now;
-  return inflate_allowance_ > 0;
+  const auto rate = static_cast<double>(options.max_inflate_rate);
+  inflate_.refill(rate, std::max(rate, static_cast<double>(options.max_message_bytes)), Clock::now());
+  return inflate_.tokens > 0;
 }
 
 template <class Socket>
@@ -295,7 +286,7 @@ bool BasicWebSocketSession<Socket>::inflate(const protocol::Event& e, std::span<
   if (shared) {
     admission.inflated(ticket_, out.size());
   } else {
-    inflate_allowance_ -= static_cast<std::int64_t>(out.size());
+    inflate_.tokens -= static_cast<double>(out.size());
   }
   switch (result) {
     case protocol::Inflater::Result::ok:
